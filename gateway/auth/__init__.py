@@ -1,0 +1,1 @@
+"""Authentication: hashed secrets, credential stores, client certificates."""

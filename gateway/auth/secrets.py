@@ -1,0 +1,42 @@
+"""Hashing of passwords and one-time secrets (scrypt, RFC 7914, from the stdlib).
+
+Stored form: ``scrypt$<log2 N>$<r>$<p>$<salt b64>$<hash b64>``; verification is constant
+time.  High-entropy machine secrets (API tokens, challenges) use a cheaper cost.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+PASSWORD_COST = (14, 8, 1)  # N = 2**14: ~16 MiB, tens of ms: for human passwords
+TOKEN_COST = (10, 8, 1)  # for 256-bit random secrets brute force is not the threat
+
+
+def hash_secret(secret: str, *, cost: tuple[int, int, int] = PASSWORD_COST) -> str:
+    log_n, r, p = cost
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=2**log_n, r=r, p=p, dklen=32,
+                            maxmem=2**26)
+    return "$".join(["scrypt", str(log_n), str(r), str(p),
+                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+
+
+def verify_secret(secret: str, stored: str) -> bool:
+    try:
+        scheme, log_n, r, p, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        salt = base64.b64decode(salt_b64)
+        expected = base64.b64decode(digest_b64)
+        digest = hashlib.scrypt(secret.encode(), salt=salt, n=2 ** int(log_n), r=int(r),
+                                p=int(p), dklen=len(expected), maxmem=2**26)
+    except ValueError:
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+def new_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)

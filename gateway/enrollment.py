@@ -1,0 +1,437 @@
+"""The one enrollment pipeline: receive → persist → decide → issue → record → answer.
+
+Protocol-agnostic.  A request is committed to the database (state ``received``) before
+the policy engine or a backend can fail, and every later step is a committed state
+change, so a crash or a dead backend leaves it where the retry worker (or the client's
+next poll) picks it up.  Each request is driven by whoever holds its lease, a
+conditional UPDATE, so many workers and instances can share one database.
+
+Submission is idempotent on (protocol, transaction id): a client that repeats a request
+gets the same request back, in whatever state it reached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cryptography import x509
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ca_backends.base import BackendRejected, BackendUnavailable, RevocationSigner
+from gateway import codec
+from gateway.backends import Backends
+from gateway.clock import Clock
+from gateway.config import RetryConfig
+from gateway.errors import ErrorKind, GatewayError
+from gateway.model import (
+    Decision,
+    EnrollmentRequest,
+    EnrollmentResult,
+    IssuedCertificate,
+    Operation,
+    Outcome,
+    Principal,
+    PrincipalKind,
+)
+from gateway.model import Protocol as Proto
+from gateway.model import RequestState as S
+from gateway.policy import Facts, PolicyEngine, RenewalContext
+from gateway.store import audit, certificates, requests
+from gateway.store.certificates import CertificateStatus
+from gateway.store.db import Database
+from gateway.store.tables import RequestRow
+
+log = logging.getLogger("gatehouse.enrollment")
+
+T = TypeVar("T")
+
+_DRIVABLE = (S.RECEIVED, S.SUBMITTED, S.PENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """A request as operators see it (CLI, admin API)."""
+
+    id: str
+    protocol: str
+    operation: str
+    profile: str
+    principal: str
+    subject: str
+    state: S
+    reason: str
+    backend: str | None
+    certificate_serial: str | None
+    attempts: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def view(row: RequestRow) -> RequestView:
+    return RequestView(row.id, row.protocol, row.operation, row.profile,
+                       f"{row.principal_kind}:{row.principal_id}", row.subject, S(row.state),
+                       row.reason, row.backend, row.certificate_serial, row.attempts,
+                       row.created_at, row.updated_at)
+
+
+class EnrollmentService:
+    """Drives enrollment requests through their state machine."""
+
+    def __init__(self, db: Database, policy: PolicyEngine, backends: Backends, clock: Clock,
+                 retry: RetryConfig) -> None:
+        self._db = db
+        self._policy = policy
+        self._backends = backends
+        self._clock = clock
+        self._retry = retry
+
+    # -- entry points ------------------------------------------------------------------
+
+    async def submit(self, request: EnrollmentRequest) -> EnrollmentResult:
+        """Persist and drive a new request; repeat submissions resume the first one.
+
+        Returns the result for issued, held, pending and retrying requests; raises
+        GatewayError for denials and for requests that failed for good.
+        """
+        if self._policy.profile(request.profile) is None:
+            raise GatewayError(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {request.profile!r}")
+        now = self._clock.now()
+        if request.transaction_id:
+            existing = self._find_transaction(request)
+            if existing is not None:
+                return await self.resume(existing)
+        request_id = requests.new_request_id()
+        try:
+            with self._db.session() as session:
+                row = requests.insert(session, request, request_id=request_id, now=now,
+                                      lease_until=now + self._retry.lease)
+                audit.record(session, at=now, actor=_actor(row), action="request.received",
+                             outcome="ok", request_id=request_id, profile=request.profile,
+                             protocol=request.protocol.value, operation=request.operation.value)
+        except IntegrityError:
+            # A concurrent duplicate of the same transaction won the insert.
+            existing = self._find_transaction(request)
+            if existing is None:
+                raise
+            return await self.resume(existing)
+        return await self._drive(request_id, leased=True)
+
+    async def resume(self, request_id: str) -> EnrollmentResult:
+        """Answer a client asking again: drive the request on if it is due, else report."""
+        with self._db.session() as session:
+            row = requests.get(session, request_id)
+            if row is None:
+                raise GatewayError(ErrorKind.NOT_FOUND, "no such request")
+            state = S(row.state)
+            due = row.next_attempt_at is None or row.next_attempt_at <= self._clock.now()
+        if state in _DRIVABLE and due:
+            return await self._drive(request_id, leased=False)
+        return self.result(request_id)
+
+    def result(self, request_id: str) -> EnrollmentResult:
+        """The request's outcome as it stands; raises for denied and failed requests."""
+        with self._db.session() as session:
+            row = requests.get(session, request_id)
+            if row is None:
+                raise GatewayError(ErrorKind.NOT_FOUND, "no such request")
+            return self._result_of(session, row)
+
+    async def approve(self, request_id: str, *, by: str) -> EnrollmentResult:
+        now = self._clock.now()
+        with self._db.session() as session:
+            row = requests.get(session, request_id)
+            if row is None:
+                raise GatewayError(ErrorKind.NOT_FOUND, "no such request")
+            if row.state != S.HELD:
+                raise GatewayError(ErrorKind.CONFLICT, f"request is {row.state}, not held")
+            decision = dict(row.decision or {})
+            decision["outcome"] = Outcome.APPROVED.value
+            decision["reason"] = f"approved by {by}"
+            requests.set_state(row, S.SUBMITTED, now=now, reason=f"approved by {by}",
+                               decision=decision, decided_by=by, next_attempt_at=now,
+                               lease_until=None)
+            audit.record(session, at=now, actor=by, action="request.approved", outcome="ok",
+                         request_id=request_id, profile=row.profile)
+        return await self._drive(request_id, leased=False)
+
+    def deny(self, request_id: str, *, by: str, reason: str) -> None:
+        now = self._clock.now()
+        with self._db.session() as session:
+            row = requests.get(session, request_id)
+            if row is None:
+                raise GatewayError(ErrorKind.NOT_FOUND, "no such request")
+            if row.state not in (S.HELD, S.RECEIVED, S.SUBMITTED, S.PENDING):
+                raise GatewayError(ErrorKind.CONFLICT, f"request is {row.state}")
+            decision = dict(row.decision or {})
+            decision["outcome"] = Outcome.DENIED.value
+            decision["denial_kind"] = ErrorKind.POLICY_DENIED.value
+            requests.set_state(row, S.DENIED, now=now, reason=reason or f"denied by {by}",
+                               decision=decision, decided_by=by, lease_until=None,
+                               next_attempt_at=None)
+            audit.record(session, at=now, actor=by, action="request.denied", outcome="ok",
+                         request_id=request_id, profile=row.profile, reason=reason)
+
+    async def retry_due(self, limit: int = 50) -> int:
+        """Re-drive requests whose next attempt is due (the retry worker's tick)."""
+        with self._db.session() as session:
+            due = requests.due(session, now=self._clock.now(), limit=limit)
+        driven = 0
+        for request_id in due:
+            try:
+                await self._drive(request_id, leased=False)
+            except GatewayError:
+                pass  # recorded in the request's state; nothing to answer here
+            driven += 1
+        return driven
+
+    def list_requests(self, where: requests.RequestFilter) -> list[RequestView]:
+        with self._db.session() as session:
+            return [view(row) for row in requests.search(session, where)]
+
+    # -- the state machine -------------------------------------------------------------
+
+    async def _drive(self, request_id: str, *, leased: bool) -> EnrollmentResult:
+        now = self._clock.now()
+        if not leased:
+            with self._db.session() as session:
+                if not requests.claim(session, request_id, now=now,
+                                      lease_until=now + self._retry.lease, states=_DRIVABLE):
+                    # Someone else drives it (or it is final): report what we know.
+                    return self.result(request_id)
+        try:
+            state = self._decide_if_needed(request_id)
+            if state is S.SUBMITTED:
+                await self._issue(request_id)
+            elif state is S.PENDING:
+                await self._poll(request_id)
+        finally:
+            self._release(request_id)
+        return self.result(request_id)
+
+    def _decide_if_needed(self, request_id: str) -> S:
+        now = self._clock.now()
+        with self._db.session() as session:
+            row = _must(requests.get(session, request_id))
+            if row.state != S.RECEIVED:
+                return S(row.state)
+            request = _request_of(row)
+            facts = Facts(
+                now=now,
+                recent_requests=lambda since: requests.count_since(
+                    session, principal_id=row.principal_id, profile=row.profile, since=since),
+                renewal=self._renewal_context(session, request),
+            )
+            explanation = self._policy.decide(request, facts)
+            decision = explanation.decision
+            stored = codec.decision_to_json(decision, explanation.denial_kind)
+            row.sans = [str(i) for i in decision.sans]
+            if decision.outcome is Outcome.DENIED:
+                requests.set_state(row, S.DENIED, now=now, reason=decision.reason,
+                                   decision=stored, next_attempt_at=None)
+                audit.record(session, at=now, actor=_actor(row), action="request.denied",
+                             outcome="denied", request_id=row.id, profile=row.profile,
+                             reason=decision.reason)
+                return S.DENIED
+            if decision.outcome is Outcome.HELD:
+                requests.set_state(row, S.HELD, now=now, reason=decision.reason,
+                                   decision=stored, backend=decision.backend,
+                                   next_attempt_at=None)
+                audit.record(session, at=now, actor=_actor(row), action="request.held",
+                             outcome="held", request_id=row.id, profile=row.profile)
+                return S.HELD
+            requests.set_state(row, S.SUBMITTED, now=now, reason="", decision=stored,
+                               backend=decision.backend)
+            return S.SUBMITTED
+
+    async def _issue(self, request_id: str) -> None:
+        with self._db.session() as session:
+            row = _must(requests.get(session, request_id))
+            request = _request_of(row)
+            decision = codec.decision_from_json(_must(row.decision))
+            attempts = row.attempts
+        names = [decision.backend]
+        if decision.fallback_backend:
+            names.append(decision.fallback_backend)
+        failure: BackendUnavailable | None = None
+        for name in names:
+            backend = self._backends.get(name)
+            try:
+                outcome = await backend.issue(request, decision)
+            except BackendUnavailable as exc:
+                log.warning("backend unavailable", extra={"backend": name, "request_id": request_id,
+                                                          "error": exc.detail})
+                failure = exc
+                continue
+            except BackendRejected as exc:
+                self._fail(request_id, f"the CA refused the request: {exc.detail}", backend=name)
+                return
+            if isinstance(outcome, IssuedCertificate):
+                self._record(request_id, outcome, backend_name=name)
+            else:
+                now = self._clock.now()
+                with self._db.session() as session:
+                    row = _must(requests.get(session, request_id))
+                    requests.set_state(row, S.PENDING, now=now, reason="pending at the CA",
+                                       backend=name, backend_ref=outcome.backend_ref,
+                                       next_attempt_at=now + dt.timedelta(
+                                           seconds=outcome.retry_after))
+                    audit.record(session, at=now, actor=_actor(row), action="request.pending",
+                                 outcome="pending", request_id=request_id, profile=row.profile,
+                                 backend=name, backend_ref=outcome.backend_ref)
+            return
+        assert failure is not None
+        self._backoff(request_id, attempts, failure)
+
+    async def _poll(self, request_id: str) -> None:
+        with self._db.session() as session:
+            row = _must(requests.get(session, request_id))
+            name, ref, attempts = _must(row.backend), _must(row.backend_ref), row.attempts
+        backend = self._backends.get(name)
+        try:
+            outcome = await backend.poll(ref)
+        except BackendUnavailable as exc:
+            self._backoff(request_id, attempts, exc, state=S.PENDING)
+            return
+        except BackendRejected as exc:
+            self._fail(request_id, f"the CA refused the request: {exc.detail}", backend=name)
+            return
+        if isinstance(outcome, IssuedCertificate):
+            self._record(request_id, outcome, backend_name=name)
+        else:
+            now = self._clock.now()
+            with self._db.session() as session:
+                row = _must(requests.get(session, request_id))
+                row.next_attempt_at = now + dt.timedelta(seconds=outcome.retry_after)
+                row.updated_at = now
+
+    def _record(self, request_id: str, issued: IssuedCertificate, *, backend_name: str) -> None:
+        now = self._clock.now()
+        backend = self._backends.get(backend_name)
+        issuer_id = None
+        if isinstance(backend, RevocationSigner):
+            info = backend.issuer_for(issued.certificate)
+            issuer_id = info.id if info else None
+        with self._db.session() as session:
+            row = _must(requests.get(session, request_id))
+            certificates.add(session, issued, profile=row.profile, protocol=row.protocol,
+                             request_id=row.id, principal_id=row.principal_id,
+                             replaces_serial=row.renewal_of, issuer_id=issuer_id, now=now)
+            requests.set_state(row, S.ISSUED, now=now, reason="", backend=backend_name,
+                               certificate_serial=issued.serial, next_attempt_at=None,
+                               backend_ref=issued.backend_ref or row.backend_ref)
+            audit.record(session, at=now, actor=_actor(row), action="certificate.issued",
+                         outcome="ok", request_id=row.id, serial=issued.serial,
+                         profile=row.profile, backend=backend_name, subject=issued.subject)
+
+    def _backoff(self, request_id: str, attempts: int, failure: GatewayError,
+                 state: S = S.SUBMITTED) -> None:
+        attempts += 1
+        if attempts >= self._retry.max_attempts:
+            self._fail(request_id, f"the CA stayed unavailable after {attempts} attempts: "
+                                   f"{failure.detail}")
+            return
+        delay = min(self._retry.base_delay * (2 ** (attempts - 1)), self._retry.max_delay)
+        if failure.retry_after:
+            delay = max(delay, dt.timedelta(seconds=failure.retry_after))
+        delay = delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+        now = self._clock.now()
+        with self._db.session() as session:
+            row = _must(requests.get(session, request_id))
+            requests.set_state(row, state, now=now, reason=f"retrying: {failure.detail}",
+                               attempts=attempts, next_attempt_at=now + delay)
+            audit.record(session, at=now, actor="gatehouse", action="request.retry",
+                         outcome="retry", request_id=request_id, profile=row.profile,
+                         reason=failure.detail, attempts=attempts)
+
+    def _fail(self, request_id: str, reason: str, *, backend: str | None = None) -> None:
+        now = self._clock.now()
+        with self._db.session() as session:
+            row = _must(requests.get(session, request_id))
+            requests.set_state(row, S.FAILED, now=now, reason=reason, next_attempt_at=None,
+                               **({"backend": backend} if backend else {}))
+            audit.record(session, at=now, actor="gatehouse", action="request.failed",
+                         outcome="failed", request_id=request_id, profile=row.profile,
+                         reason=reason)
+
+    def _release(self, request_id: str) -> None:
+        with self._db.session() as session:
+            row = requests.get(session, request_id)
+            if row is not None:
+                row.lease_until = None
+
+    def _find_transaction(self, request: EnrollmentRequest) -> str | None:
+        assert request.transaction_id
+        with self._db.session() as session:
+            row = requests.by_transaction(session, request.protocol.value, request.transaction_id)
+            return row.id if row else None
+
+    @staticmethod
+    def _renewal_context(session: Session, request: EnrollmentRequest) -> RenewalContext | None:
+        if request.operation not in (Operation.RENEW, Operation.REKEY):
+            return None
+        if not request.renewal_of:
+            return RenewalContext(None, False)
+        row = certificates.get(session, request.renewal_of)
+        if row is None:
+            return RenewalContext(None, False)
+        return RenewalContext(x509.load_der_x509_certificate(row.der),
+                              row.status == CertificateStatus.REVOKED)
+
+    def _result_of(self, session: Session, row: RequestRow) -> EnrollmentResult:
+        state = S(row.state)
+        if state is S.ISSUED:
+            cert_row = _must(certificates.get(session, _must(row.certificate_serial)))
+            issued = IssuedCertificate(
+                serial=cert_row.serial, issuer=cert_row.issuer, subject=cert_row.subject,
+                sans=tuple(codec.identifier_from_text(s) for s in cert_row.sans),
+                not_before=cert_row.not_before, not_after=cert_row.not_after, der=cert_row.der,
+                chain=tuple(certificates.chain_of(cert_row)), backend=cert_row.backend,
+                backend_ref=cert_row.backend_ref)
+            return EnrollmentResult(row.id, state, certificate=issued)
+        if state is S.DENIED:
+            raise GatewayError(codec.denial_kind_of(row.decision), row.reason)
+        if state is S.FAILED:
+            raise GatewayError(ErrorKind.BACKEND_REJECTED, row.reason)
+        retry_after = None
+        if row.next_attempt_at is not None:
+            retry_after = max(1, int((row.next_attempt_at - self._clock.now()).total_seconds()))
+        if state is S.HELD:
+            retry_after = 60
+        return EnrollmentResult(row.id, state, reason=row.reason,
+                                retry_after=retry_after or 1)
+
+
+def _must(value: T | None) -> T:
+    if value is None:
+        raise GatewayError(ErrorKind.INTERNAL, "inconsistent request record")
+    return value
+
+
+def _actor(row: RequestRow) -> str:
+    return f"{row.principal_kind}:{row.principal_id}"
+
+
+def _request_of(row: RequestRow) -> EnrollmentRequest:
+    """Rebuild the protocol-neutral request from its stored form."""
+    return EnrollmentRequest(
+        protocol=Proto(row.protocol),
+        operation=Operation(row.operation),
+        profile=row.profile,
+        csr=x509.load_der_x509_csr(row.csr_der),
+        csr_der=row.csr_der,
+        principal=Principal(PrincipalKind(row.principal_kind), row.principal_id,
+                            dict(row.principal_attributes or {})),
+        proven_identifiers=tuple(codec.identifier_from_text(i) for i in row.proven_identifiers),
+        renewal_of=row.renewal_of,
+        requested_not_before=row.requested_not_before,
+        requested_not_after=row.requested_not_after,
+        transaction_id=row.transaction_id,
+    )
+
+
+__all__ = ["EnrollmentService", "RequestView"]

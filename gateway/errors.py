@@ -1,0 +1,53 @@
+"""Domain errors: one exception type with a closed set of kinds.
+
+Adapters map an ``ErrorKind`` to their wire format in exactly one place each
+(EST HTTP status, SCEP failInfo, ACME problem type).  ``detail`` is safe to show a
+client; the cause is chained with ``raise ... from`` and only ever logged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    MALFORMED = "malformed"  # the input cannot be parsed (bad base64, DER, PEM, JSON)
+    BAD_CSR = "bad-csr"  # parsed, but the CSR is invalid (signature, structure)
+    BAD_SIGNATURE = "bad-signature"  # a signed protocol message does not verify
+    UNSUPPORTED_KEY = "unsupported-key"  # key type or size refused by policy
+    POLICY_DENIED = "policy-denied"  # names, usage or validity refused by policy
+    UNAUTHORIZED = "unauthorized"  # no or wrong credentials
+    FORBIDDEN = "forbidden"  # authenticated, but not allowed to do this
+    NOT_FOUND = "not-found"  # unknown request, certificate, profile path, ...
+    UNKNOWN_PROFILE = "unknown-profile"
+    RATE_LIMITED = "rate-limited"
+    CONFLICT = "conflict"  # state does not allow the operation (e.g. already revoked)
+    PAYLOAD_TOO_LARGE = "payload-too-large"
+    UNSUPPORTED = "unsupported"  # the operation is not possible with this backend
+    BACKEND_UNAVAILABLE = "backend-unavailable"  # transient: retry later
+    BACKEND_REJECTED = "backend-rejected"  # the CA refused the request for good
+    INTERNAL = "internal"
+
+
+class GatewayError(Exception):
+    """An error with a kind and a client-safe detail."""
+
+    def __init__(
+        self, kind: ErrorKind, detail: str, *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+def malformed(detail: str) -> GatewayError:
+    return GatewayError(ErrorKind.MALFORMED, detail)
+
+
+def denied(detail: str) -> GatewayError:
+    return GatewayError(ErrorKind.POLICY_DENIED, detail)
+
+
+class ConfigError(Exception):
+    """The configuration file is invalid; raised before anything starts."""

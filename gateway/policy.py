@@ -1,0 +1,401 @@
+"""The policy engine: profile rules → Decision (approve / deny / hold).
+
+Pure: it reads the request, the profile and a few facts the pipeline looks up (recent
+request count, the certificate being renewed) and decides.  A denial carries a reason
+that is safe to show the client and an ``ErrorKind`` the adapters map to their wire
+format.  ``explain`` returns every check made, for ``gatehouse policy explain``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway.config import NameRules, ProfileConfig
+from gateway.errors import ErrorKind
+from gateway.model import (
+    Decision,
+    EnrollmentRequest,
+    Identifier,
+    IdentifierType,
+    Operation,
+    Outcome,
+    PrincipalKind,
+)
+
+_EKU_NAMES = {
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING.dotted_string,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string,
+    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING.dotted_string,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string,
+}
+_OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
+
+_SUBJECT_ATTRIBUTES = {
+    "CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "C": NameOID.COUNTRY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME, "L": NameOID.LOCALITY_NAME,
+    "emailAddress": NameOID.EMAIL_ADDRESS, "serialNumber": NameOID.SERIAL_NUMBER,
+    "DC": NameOID.DOMAIN_COMPONENT, "UID": NameOID.USER_ID,
+}
+_EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def eku_oid(name: str) -> str:
+    """'serverAuth' (RFC 5280 §4.2.1.12 name) or a dotted OID → dotted OID."""
+    if name in _EKU_NAMES:
+        return _EKU_NAMES[name]
+    if _OID.match(name):
+        return name
+    raise ValueError(f"unknown extended key usage {name!r} (a name like serverAuth or an OID)")
+
+
+class Denied(Exception):  # noqa: N818 - internal control flow, never leaves this module
+    def __init__(self, kind: ErrorKind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalContext:
+    """The certificate a renew/rekey replaces, as the inventory knows it."""
+
+    certificate: x509.Certificate | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the pipeline looked up for the policy engine."""
+
+    now: dt.datetime
+    recent_requests: Callable[[dt.datetime], int] = lambda _since: 0
+    renewal: RenewalContext | None = None
+
+
+@dataclass
+class Explanation:
+    decision: Decision
+    denial_kind: ErrorKind | None = None
+    checks: list[str] = field(default_factory=list)
+
+
+# -- name matching ---------------------------------------------------------------------
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^.]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^.]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+
+
+def pattern_matches(pattern: str, value: str, *, ip: bool = False) -> bool:
+    """Glob (``*`` within a label, ``**`` across), ``re:`` regex, or CIDR for IPs."""
+    if pattern.startswith("re:"):
+        return re.fullmatch(pattern[3:], value) is not None
+    if ip and pattern not in ("*", "**"):
+        try:
+            network = ipaddress.ip_network(pattern, strict=False)
+            return ipaddress.ip_address(value) in network
+        except ValueError:
+            return fnmatch.fnmatchcase(value, pattern)
+    return _glob_regex(pattern).fullmatch(value) is not None
+
+
+def name_allowed(rules: NameRules, value: str, *, ip: bool = False) -> bool:
+    if any(pattern_matches(p, value, ip=ip) for p in rules.deny):
+        return False
+    return any(pattern_matches(p, value, ip=ip) for p in rules.allow)
+
+
+# -- CSR facts -------------------------------------------------------------------------
+
+
+def csr_identifiers(csr: x509.CertificateSigningRequest) -> list[Identifier]:
+    """SANs of the CSR's extensionRequest; raises Denied for kinds we cannot issue."""
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    except ValueError as exc:
+        raise Denied(ErrorKind.BAD_CSR, f"the CSR's extensions cannot be parsed: {exc}") from exc
+    out: list[Identifier] = []
+    for name in ext.value:
+        if isinstance(name, x509.DNSName):
+            out.append(Identifier(IdentifierType.DNS, name.value))
+        elif isinstance(name, x509.IPAddress):
+            if not isinstance(name.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+                raise Denied(ErrorKind.BAD_CSR, "an IP SAN must be an address, not a network")
+            out.append(Identifier(IdentifierType.IP, str(name.value)))
+        elif isinstance(name, x509.RFC822Name):
+            out.append(Identifier(IdentifierType.EMAIL, name.value))
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            out.append(Identifier(IdentifierType.URI, name.value))
+        else:
+            raise Denied(ErrorKind.POLICY_DENIED,
+                         f"subjectAltName of type {type(name).__name__} is not supported")
+    return out
+
+
+def key_description(csr: x509.CertificateSigningRequest) -> str:
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return _EC_CURVES.get(key.curve.name, key.curve.name)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return type(key).__name__
+
+
+class PolicyEngine:
+    """Decides requests against the profiles of the configuration."""
+
+    def __init__(self, profiles: dict[str, ProfileConfig]) -> None:
+        self._profiles = profiles
+
+    def profile(self, name: str) -> ProfileConfig | None:
+        return self._profiles.get(name)
+
+    def decide(self, request: EnrollmentRequest, facts: Facts) -> Explanation:
+        explanation = Explanation(Decision(Outcome.DENIED, "", request.profile))
+        profile = self._profiles.get(request.profile)
+        try:
+            if profile is None:
+                raise Denied(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {request.profile!r}")
+            explanation.decision = self._decide(request, profile, facts, explanation.checks)
+        except Denied as denial:
+            explanation.checks.append(f"DENY: {denial.reason}")
+            explanation.denial_kind = denial.kind
+            explanation.decision = Decision(Outcome.DENIED, denial.reason, request.profile,
+                                            backend=profile.backend if profile else "")
+        return explanation
+
+    def _decide(self, request: EnrollmentRequest, profile: ProfileConfig, facts: Facts,
+                checks: list[str]) -> Decision:
+        principal = request.principal
+        if principal.kind not in profile.auth_methods:
+            raise Denied(ErrorKind.FORBIDDEN,
+                         f"authentication by {principal.kind} is not allowed for profile "
+                         f"{request.profile!r}")
+        checks.append(f"auth method {principal.kind} allowed")
+
+        if not request.csr.is_signature_valid:
+            raise Denied(ErrorKind.BAD_CSR, "the CSR's signature does not verify")
+        checks.append("CSR signature verifies")
+
+        key_name = self._check_key(request.csr, profile)
+        checks.append(f"key {key_name} allowed")
+
+        subject = self._subject(request.csr, profile)
+        checks.append(f"subject {subject.rfc4514_string() or '(empty)'} allowed")
+
+        sans = self._sans(request, profile)
+        checks.append("SANs allowed: " + (", ".join(map(str, sans)) or "(none)"))
+        if not sans and len(subject) == 0:
+            raise Denied(ErrorKind.POLICY_DENIED, "the CSR names no subject and no subjectAltName")
+
+        if request.operation in (Operation.RENEW, Operation.REKEY):
+            self._check_renewal(request, profile, facts, subject, sans)
+            checks.append(f"renewal of {request.renewal_of} allowed")
+
+        if profile.rate_limit is not None:
+            since = facts.now - profile.rate_limit.window
+            count = facts.recent_requests(since)
+            if count > profile.rate_limit.requests:
+                raise Denied(ErrorKind.RATE_LIMITED,
+                             f"rate limit: more than {profile.rate_limit.requests} requests in "
+                             f"{profile.rate_limit.window} for this client")
+            checks.append(f"rate limit: {count}/{profile.rate_limit.requests}")
+
+        not_before, not_after = self._validity(request, profile, facts.now)
+        checks.append(f"validity {not_before.isoformat()} .. {not_after.isoformat()}")
+
+        key_usage = self._key_usage(request.csr, profile)
+        ekus = tuple(eku_oid(name) for name in profile.extended_key_usage)
+
+        held = profile.approval == "manual" and principal.kind is not PrincipalKind.ADMIN
+        outcome = Outcome.HELD if held else Outcome.APPROVED
+        checks.append("held for manual approval" if held else f"approved → backend {profile.backend}")
+        return Decision(
+            outcome=outcome,
+            reason="held for manual approval" if held else "approved",
+            profile=request.profile,
+            backend=profile.backend,
+            fallback_backend=profile.fallback_backend,
+            template=profile.template,
+            not_before=not_before,
+            not_after=not_after,
+            subject=subject,
+            sans=sans,
+            key_usage=key_usage,
+            extended_key_usage=ekus,
+        )
+
+    # -- individual rules --------------------------------------------------------------
+
+    @staticmethod
+    def _check_key(csr: x509.CertificateSigningRequest, profile: ProfileConfig) -> str:
+        key = csr.public_key()
+        rules = profile.keys
+        name = key_description(csr)
+        if isinstance(key, rsa.RSAPublicKey):
+            if not rules.rsa_min_bits <= key.key_size <= rules.rsa_max_bits:
+                raise Denied(ErrorKind.UNSUPPORTED_KEY,
+                             f"RSA key of {key.key_size} bits: this profile needs "
+                             f"{rules.rsa_min_bits} to {rules.rsa_max_bits} bits")
+            if key.public_numbers().e < 65537:
+                raise Denied(ErrorKind.UNSUPPORTED_KEY, "RSA public exponent below 65537")
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            if name not in rules.ec_curves:
+                raise Denied(ErrorKind.UNSUPPORTED_KEY,
+                             f"EC curve {name} is not allowed (allowed: "
+                             f"{', '.join(rules.ec_curves) or 'none'})")
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            if not rules.ed25519:
+                raise Denied(ErrorKind.UNSUPPORTED_KEY, "Ed25519 keys are not allowed")
+        elif isinstance(key, ed448.Ed448PublicKey):
+            if not rules.ed448:
+                raise Denied(ErrorKind.UNSUPPORTED_KEY, "Ed448 keys are not allowed")
+        else:
+            raise Denied(ErrorKind.UNSUPPORTED_KEY, f"{name} keys are not supported")
+        return name
+
+    @staticmethod
+    def _subject(csr: x509.CertificateSigningRequest, profile: ProfileConfig) -> x509.Name:
+        allowed = {_SUBJECT_ATTRIBUTES[a] for a in profile.subject.allowed_attributes
+                   if a in _SUBJECT_ATTRIBUTES}
+        rdns = []
+        common_names = []
+        for rdn in csr.subject.rdns:
+            attrs = [a for a in rdn if a.oid in allowed]
+            if attrs:
+                rdns.append(x509.RelativeDistinguishedName(attrs))
+            for attr in rdn:
+                if attr.oid == NameOID.COMMON_NAME:
+                    common_names.append(str(attr.value))
+        if profile.subject.require_cn and not common_names:
+            raise Denied(ErrorKind.POLICY_DENIED, "this profile requires a subject common name")
+        for cn in common_names:
+            if not name_allowed(profile.subject.cn, cn):
+                raise Denied(ErrorKind.POLICY_DENIED, f"subject CN {cn!r} is not allowed")
+        return x509.Name(rdns)
+
+    @staticmethod
+    def _sans(request: EnrollmentRequest, profile: ProfileConfig) -> tuple[Identifier, ...]:
+        found = csr_identifiers(request.csr)
+        for identifier in request.proven_identifiers:
+            if identifier not in found:
+                found.append(identifier)
+        sans: list[Identifier] = []
+        for identifier in found:
+            if identifier in sans:
+                continue
+            rules = getattr(profile.sans, identifier.type.value)
+            if not name_allowed(rules, identifier.value, ip=identifier.type is IdentifierType.IP):
+                raise Denied(ErrorKind.POLICY_DENIED,
+                             f"{identifier.type} name {identifier.value!r} is not allowed "
+                             f"for profile {request.profile!r}")
+            sans.append(identifier)
+        if len(sans) > profile.sans.max_count:
+            raise Denied(ErrorKind.POLICY_DENIED,
+                         f"{len(sans)} subjectAltNames: at most {profile.sans.max_count} allowed")
+        return tuple(sans)
+
+    @staticmethod
+    def _check_renewal(request: EnrollmentRequest, profile: ProfileConfig, facts: Facts,
+                       subject: x509.Name, sans: tuple[Identifier, ...]) -> None:
+        renewal = facts.renewal
+        if renewal is None or renewal.certificate is None:
+            raise Denied(ErrorKind.FORBIDDEN, "the certificate to renew is not in the inventory")
+        if renewal.revoked:
+            raise Denied(ErrorKind.FORBIDDEN, "the certificate to renew is revoked")
+        old = renewal.certificate
+        if old.not_valid_after_utc + profile.renewal.expired_grace < facts.now:
+            raise Denied(ErrorKind.FORBIDDEN, "the certificate to renew has expired")
+        if profile.renewal.allow_subject_change:
+            return
+        if old.subject != subject:
+            raise Denied(ErrorKind.POLICY_DENIED,
+                         "the subject must match the certificate being renewed (RFC 7030 §4.2.2)")
+        try:
+            ext = old.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            previous = {str(i) for i in _names_to_identifiers(ext.value)}
+        except x509.ExtensionNotFound:
+            previous = set()
+        if previous != {str(i) for i in sans}:
+            raise Denied(ErrorKind.POLICY_DENIED,
+                         "the subjectAltNames must match the certificate being renewed")
+
+    @staticmethod
+    def _validity(request: EnrollmentRequest, profile: ProfileConfig,
+                  now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        rules = profile.validity
+        not_before = now - rules.backdate
+        if request.requested_not_before and request.requested_not_before > now:
+            not_before = request.requested_not_before
+        start = max(now, not_before)
+        not_after = start + rules.default
+        if request.requested_not_after is not None:
+            if request.requested_not_after <= start:
+                raise Denied(ErrorKind.POLICY_DENIED, "the requested notAfter is in the past")
+            not_after = request.requested_not_after
+        if not_after - start > rules.max:
+            raise Denied(ErrorKind.POLICY_DENIED,
+                         f"requested validity exceeds this profile's maximum of {rules.max.days} days")
+        return not_before.replace(microsecond=0), not_after.replace(microsecond=0)
+
+    @staticmethod
+    def _key_usage(csr: x509.CertificateSigningRequest, profile: ProfileConfig) -> frozenset[str]:
+        key = csr.public_key()
+        is_rsa = isinstance(key, rsa.RSAPublicKey)
+        if profile.key_usage is None:
+            return frozenset({"digital_signature", "key_encipherment"} if is_rsa
+                             else {"digital_signature"})
+        usages = set(profile.key_usage)
+        if not is_rsa:
+            # RFC 8813 / RFC 8410: encipherment is meaningless for EC and EdDSA keys.
+            usages -= {"key_encipherment", "data_encipherment"}
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            usages -= {"key_agreement"}
+        return frozenset(usages or {"digital_signature"})
+
+
+def _names_to_identifiers(names: x509.SubjectAlternativeName) -> list[Identifier]:
+    out = []
+    for name in names:
+        if isinstance(name, x509.DNSName):
+            out.append(Identifier(IdentifierType.DNS, name.value))
+        elif isinstance(name, x509.IPAddress):
+            out.append(Identifier(IdentifierType.IP, str(name.value)))
+        elif isinstance(name, x509.RFC822Name):
+            out.append(Identifier(IdentifierType.EMAIL, name.value))
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            out.append(Identifier(IdentifierType.URI, name.value))
+    return out

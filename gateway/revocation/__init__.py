@@ -1,0 +1,1 @@
+"""Revocation: recording revocations, CRLs and OCSP for backends whose keys we hold."""

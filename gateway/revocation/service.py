@@ -1,0 +1,183 @@
+"""Revocation, CRLs (RFC 5280 §5) and OCSP (RFC 6960).
+
+The inventory is the source of truth: a revocation is recorded in the database first,
+then carried out at the backend.  A backend that cannot revoke (ADCS web enrollment)
+leaves the request recorded as ``needs-operator``.  For backends that let the gateway
+sign (``RevocationSigner``, the internal CA) CRLs are stored in the database, so every
+instance serves the same CRL with a monotonic CRL number; a revocation marks them stale
+and the next fetch (or the periodic refresh) re-signs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from ca_backends.base import RevocationSigner, RevokedEntry, Unsupported
+from gateway.backends import Backends
+from gateway.clock import Clock
+from gateway.errors import ErrorKind, GatewayError
+from gateway.model import RevocationReason
+from gateway.store import audit, certificates
+from gateway.store.certificates import CertificateStatus
+from gateway.store.db import Database
+from gateway.store.tables import CertificateRow, CrlRow
+
+log = logging.getLogger("gatehouse.revocation")
+
+CRL_VALIDITY = dt.timedelta(days=1)
+CRL_REFRESH_BEFORE = dt.timedelta(hours=12)  # re-sign once half the validity is used
+OCSP_VALIDITY = dt.timedelta(hours=1)
+
+
+class RevocationService:
+    def __init__(self, db: Database, backends: Backends, clock: Clock) -> None:
+        self._db = db
+        self._backends = backends
+        self._clock = clock
+
+    async def revoke(self, serial: str, reason: RevocationReason, *, by: str) -> str:
+        """Revoke a certificate; returns the revocation state (done | needs-operator)."""
+        now = self._clock.now()
+        with self._db.session() as session:
+            row = certificates.get(session, serial)
+            if row is None:
+                raise GatewayError(ErrorKind.NOT_FOUND, f"no certificate with serial {serial}")
+            if row.status == CertificateStatus.REVOKED:
+                raise GatewayError(ErrorKind.CONFLICT, "the certificate is already revoked")
+            backend_name, canonical, profile = row.backend, row.serial, row.profile
+        backend = self._backends.get(backend_name)
+        state, detail = "done", ""
+        try:
+            await backend.revoke(canonical, reason)
+        except Unsupported as exc:
+            state, detail = "needs-operator", exc.detail
+        with self._db.session() as session:
+            row = certificates.get(session, canonical)
+            assert row is not None
+            certificates.mark_revoked(session, row, reason=reason, requested_by=by, state=state,
+                                      detail=detail, now=now)
+            if state == "done":
+                self._mark_crls_stale(session, backend_name)
+            audit.record(session, at=now, actor=by, action="certificate.revoked",
+                         outcome=state, serial=canonical, profile=profile,
+                         reason=reason.value, backend=backend_name, detail=detail)
+        return state
+
+    @staticmethod
+    def _mark_crls_stale(session: object, backend: str) -> None:
+        from sqlalchemy import update
+        from sqlalchemy.orm import Session
+
+        assert isinstance(session, Session)
+        session.execute(update(CrlRow).where(CrlRow.backend == backend).values(stale=True))
+
+    # -- CRLs --------------------------------------------------------------------------
+
+    def signer(self, backend_name: str) -> RevocationSigner:
+        backend = self._backends.get(backend_name)
+        if not isinstance(backend, RevocationSigner):
+            raise GatewayError(ErrorKind.NOT_FOUND, f"backend {backend_name!r} has no gateway CRL")
+        return backend
+
+    async def crl(self, backend_name: str, issuer_id: str | None = None) -> bytes:
+        """The current CRL (DER) of a backend's issuer; re-signed when stale or due."""
+        try:
+            backend = self._backends.get(backend_name)
+        except GatewayError:
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no backend {backend_name!r}") from None
+        if not isinstance(backend, RevocationSigner):
+            data = await backend.crl()
+            if data is None:
+                raise GatewayError(ErrorKind.NOT_FOUND, f"backend {backend_name!r} has no CRL")
+            return data
+        issuers = backend.issuers()
+        if issuer_id is None:
+            now = self._clock.now()
+            active = [i for i in issuers if i.active_from <= now] or issuers
+            issuer_id = active[-1].id
+        if issuer_id not in {i.id for i in issuers}:
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no issuer {issuer_id!r}")
+        return self._current_crl(backend_name, backend, issuer_id)
+
+    def _current_crl(self, backend_name: str, signer: RevocationSigner, issuer_id: str) -> bytes:
+        now = self._clock.now()
+        with self._db.session() as session:
+            row = session.get(CrlRow, (backend_name, issuer_id))
+            if row is not None and not row.stale and row.next_update - now > CRL_REFRESH_BEFORE:
+                return row.der
+            revoked = [
+                RevokedEntry(c.serial, c.revoked_at or now,
+                             RevocationReason(c.revocation_reason or "unspecified"))
+                for c in certificates.revoked_for(session, backend=backend_name,
+                                                  issuer_id=issuer_id)
+            ]
+            number = (row.number + 1) if row is not None else 1
+            this_update = now.replace(microsecond=0)
+            der = signer.sign_crl(issuer_id, revoked, number, this_update,
+                                  this_update + CRL_VALIDITY)
+            if row is None:
+                session.add(CrlRow(backend=backend_name, issuer_id=issuer_id, number=number,
+                                   this_update=this_update, next_update=this_update + CRL_VALIDITY,
+                                   der=der, stale=False))
+            else:
+                row.number, row.der, row.stale = number, der, False
+                row.this_update, row.next_update = this_update, this_update + CRL_VALIDITY
+            return der
+
+    async def refresh_crls(self) -> int:
+        """Re-sign every due or stale CRL (the periodic job)."""
+        count = 0
+        for name, backend in self._backends.items():
+            if isinstance(backend, RevocationSigner):
+                for issuer in backend.issuers():
+                    self._current_crl(name, backend, issuer.id)
+                    count += 1
+        return count
+
+    # -- OCSP --------------------------------------------------------------------------
+
+    def ocsp(self, backend_name: str, request_der: bytes) -> bytes:
+        """Answer an OCSP request for a backend the gateway signs for."""
+        signer = self.signer(backend_name)
+        issuers = signer.issuers()
+        now = self._clock.now().replace(microsecond=0)
+        issuer_id = issuers[-1].id
+        try:
+            parsed = ocsp.load_der_ocsp_request(request_der)
+            for issuer in issuers:
+                if _key_hash(issuer.certificate, parsed.hash_algorithm) == parsed.issuer_key_hash:
+                    issuer_id = issuer.id
+                    break
+        except (ValueError, TypeError):
+            pass  # the signer answers malformedRequest
+
+        def status_of(serial: str) -> tuple[str, RevokedEntry | None]:
+            with self._db.session() as session:
+                row: CertificateRow | None = certificates.get(session, serial)
+                if row is None or row.backend != backend_name:
+                    return "unknown", None
+                if row.status == CertificateStatus.REVOKED:
+                    return "revoked", RevokedEntry(row.serial, row.revoked_at or now,
+                                                   RevocationReason(row.revocation_reason
+                                                                    or "unspecified"))
+                return "good", None
+
+        return signer.sign_ocsp(issuer_id, request_der, status_of, now, now + OCSP_VALIDITY)
+
+
+def _key_hash(certificate: object, algorithm: hashes.HashAlgorithm) -> bytes:
+    from cryptography import x509
+
+    assert isinstance(certificate, x509.Certificate)
+    spki = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    # issuerKeyHash is over the BIT STRING contents of the key (RFC 6960 §4.1.1).
+    from asn1crypto import keys
+
+    key_bits = keys.PublicKeyInfo.load(spki)["public_key"].contents[1:]
+    return hashlib.new(algorithm.name, key_bits).digest()

@@ -1,0 +1,166 @@
+"""First start: write a working default configuration, CA, TLS certificate and database.
+
+``gatehouse init`` and ``gatehouse up`` call ``initialize``; it is idempotent: what
+exists is kept (an existing CA is never overwritten).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import socket
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from ca_backends.internal import (
+    InternalCaConfig,
+    build_internal_ca,
+    ensure_passphrase,
+    init_internal_ca,
+    issue_tls_server_cert,
+    read_passphrase,
+)
+from ca_backends.base import BackendContext
+from gateway.clock import SystemClock
+from gateway.config import (
+    GatehouseConfig,
+    config_path,
+    database_url,
+    load_config,
+    resolve_path,
+)
+from gateway.store.migrate import upgrade
+
+DEFAULT_CONFIG = """\
+# Gatehouse configuration, written by 'gatehouse {command}'.  Paths are relative to the
+# data directory.  Secrets never live here: the CA key passphrase is read from
+# $GATEHOUSE_CA_PASSPHRASE or ca/passphrase; the database URL may come from
+# $GATEHOUSE_DATABASE_URL.
+server:
+  https: "{https}"          # EST, SCEP, ACME, admin over TLS
+  http: {http}              # plain HTTP: SCEP, CRLs, OCSP, CA certificates
+  tls:
+    cert: tls/server.pem    # server certificate + issuing CA
+    key: tls/server.key
+  # public_http_url: http://pki.example.com      # used in CRL/OCSP/AIA URLs of certificates
+  # public_https_url: https://pki.example.com
+  max_body_bytes: 262144
+  workers: 1
+
+database:
+  url: sqlite:///gatehouse.db   # or postgresql://user@host:5432/gatehouse
+
+retry:
+  max_attempts: 20
+  base_delay: 5s
+  max_delay: 15m
+
+logging:
+  level: INFO
+  json: true
+
+backends:
+  internal:
+    type: internal
+    directory: ca             # ca/root.pem is the trust anchor to hand to clients
+    key_type: {key_type}
+
+default_profile: default
+
+profiles:
+  default:
+    backend: internal
+    # A development default (like pebble's): any name that passes authentication and,
+    # for ACME, validation.  Real profiles restrict subject and SAN patterns.
+    approval: auto
+    keys:
+      rsa_min_bits: 2048
+      ec_curves: [P-256, P-384]
+      ed25519: true
+    sans:
+      dns: {{allow: ["**"]}}
+      ip: {{allow: ["**"]}}
+      email: {{allow: ["**"]}}
+      uri: {{allow: ["**"]}}
+      max_count: 100
+    validity:
+      default: 90d
+      max: 397d
+    extended_key_usage: [serverAuth, clientAuth]
+"""
+
+
+def write_default_config(path: Path, *, https: str, http: str | None, key_type: str,
+                         command: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(DEFAULT_CONFIG.format(https=https, http=f'"{http}"' if http else "null",
+                                          key_type=key_type, command=command), encoding="utf-8")
+
+
+def _host_names() -> tuple[list[str], list[str]]:
+    names = ["localhost"]
+    hostname = socket.gethostname()
+    if hostname and hostname not in names:
+        names.append(hostname)
+    fqdn = socket.getfqdn()
+    if fqdn and fqdn not in names and "." in fqdn:
+        names.append(fqdn)
+    return names, ["127.0.0.1", "::1"]
+
+
+def initialize(data_dir: Path, *, https: str, http: str | None, key_type: str = "ec-p256",
+               command: str = "init") -> GatehouseConfig:
+    """Create what is missing: config, CA(s), TLS certificate, database schema."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = config_path(data_dir)
+    if not path.exists():
+        write_default_config(path, https=https, http=http, key_type=key_type, command=command)
+    config = load_config(path)
+    clock = SystemClock()
+    context = BackendContext(data_dir=str(data_dir), public_http_url=config.public_http_url(),
+                             clock=clock)
+    first_internal = None
+    for name, entry in config.backends.items():
+        if not isinstance(entry, InternalCaConfig):
+            continue
+        directory = resolve_path(data_dir, entry.directory)
+        if not (directory / "root.pem").exists():
+            passphrase_file = resolve_path(data_dir, entry.passphrase_file)
+            ensure_passphrase(passphrase_file, env=entry.passphrase_env)
+            init_internal_ca(directory, read_passphrase(entry, data_dir), entry, clock)
+        if first_internal is None:
+            first_internal = build_internal_ca(name, entry, context)
+    tls_cert = resolve_path(data_dir, config.server.tls.cert)
+    tls_key = resolve_path(data_dir, config.server.tls.key)
+    if not tls_cert.exists() and first_internal is not None:
+        names, ips = _host_names()
+        for listen in (config.server.https, config.server.http):
+            if listen:
+                host = listen.rpartition(":")[0].strip("[]")
+                try:
+                    address = ipaddress.ip_address(host)
+                    if not address.is_unspecified and str(address) not in ips:
+                        ips.append(str(address))
+                except ValueError:
+                    if host and host not in names:
+                        names.append(host)
+        issue_tls_server_cert(first_internal, names, ips, tls_key, tls_cert)
+    upgrade(database_url(config, data_dir))
+    return config
+
+
+def trust_anchor(config: GatehouseConfig, data_dir: Path) -> tuple[Path, str] | None:
+    """Path and SHA-256 fingerprint of the first internal CA's root certificate."""
+    for entry in config.backends.values():
+        if isinstance(entry, InternalCaConfig):
+            path = resolve_path(data_dir, entry.directory) / "root.pem"
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+            return path, fingerprint(cert)
+    return None
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))

@@ -1,0 +1,140 @@
+"""Repository functions for enrollment requests (the pipeline's state machine)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from gateway.model import EnrollmentRequest, RequestState
+from gateway.store.tables import RequestRow
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def insert(session: Session, request: EnrollmentRequest, *, request_id: str,
+           now: dt.datetime, lease_until: dt.datetime | None) -> RequestRow:
+    """Add a request in state ``received``, leased to the caller who drives it now."""
+    try:
+        subject = request.csr.subject.rfc4514_string()
+    except ValueError:
+        subject = ""
+    row = RequestRow(
+        id=request_id,
+        protocol=request.protocol.value,
+        operation=request.operation.value,
+        profile=request.profile,
+        transaction_id=request.transaction_id,
+        principal_kind=request.principal.kind.value,
+        principal_id=request.principal.id,
+        principal_attributes=dict(request.principal.attributes),
+        csr_der=request.csr_der,
+        subject=subject,
+        sans=[],
+        proven_identifiers=[str(i) for i in request.proven_identifiers],
+        renewal_of=request.renewal_of,
+        requested_not_before=request.requested_not_before,
+        requested_not_after=request.requested_not_after,
+        state=RequestState.RECEIVED.value,
+        reason="",
+        attempts=0,
+        next_attempt_at=now,
+        lease_until=lease_until,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get(session: Session, request_id: str) -> RequestRow | None:
+    return session.get(RequestRow, request_id)
+
+
+def by_transaction(session: Session, protocol: str, transaction_id: str) -> RequestRow | None:
+    return session.scalars(
+        select(RequestRow).where(RequestRow.protocol == protocol,
+                                 RequestRow.transaction_id == transaction_id)
+    ).first()
+
+
+def claim(session: Session, request_id: str, *, now: dt.datetime, lease_until: dt.datetime,
+          states: tuple[RequestState, ...]) -> bool:
+    """Take the lease on a request in one of ``states`` unless another worker holds it.
+
+    One conditional UPDATE, so two instances sharing the database never both drive it.
+    """
+    result = session.execute(
+        update(RequestRow)
+        .where(
+            RequestRow.id == request_id,
+            RequestRow.state.in_([s.value for s in states]),
+            or_(RequestRow.lease_until.is_(None), RequestRow.lease_until < now),
+        )
+        .values(lease_until=lease_until)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[str]:
+    """Ids of requests the retry worker should re-drive now."""
+    rows = session.scalars(
+        select(RequestRow.id)
+        .where(
+            RequestRow.state.in_([RequestState.RECEIVED.value, RequestState.SUBMITTED.value,
+                                  RequestState.PENDING.value]),
+            RequestRow.next_attempt_at <= now,
+            or_(RequestRow.lease_until.is_(None), RequestRow.lease_until < now),
+        )
+        .order_by(RequestRow.next_attempt_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def set_state(row: RequestRow, state: RequestState, *, now: dt.datetime, reason: str | None = None,
+              **values: Any) -> None:
+    row.state = state.value
+    row.updated_at = now
+    if reason is not None:
+        row.reason = reason
+    for key, value in values.items():
+        setattr(row, key, value)
+
+
+def count_since(session: Session, *, principal_id: str, profile: str, since: dt.datetime) -> int:
+    return int(session.scalar(
+        select(func.count()).select_from(RequestRow).where(
+            RequestRow.principal_id == principal_id,
+            RequestRow.profile == profile,
+            RequestRow.created_at >= since,
+            RequestRow.state != RequestState.DENIED.value,
+        )
+    ) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    state: RequestState | None = None
+    profile: str | None = None
+    protocol: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def search(session: Session, where: RequestFilter) -> list[RequestRow]:
+    query = select(RequestRow).order_by(RequestRow.created_at.desc())
+    if where.state is not None:
+        query = query.where(RequestRow.state == where.state.value)
+    if where.profile:
+        query = query.where(RequestRow.profile == where.profile)
+    if where.protocol:
+        query = query.where(RequestRow.protocol == where.protocol)
+    return list(session.scalars(query.limit(where.limit).offset(where.offset)))

@@ -1,0 +1,159 @@
+"""Policy engine rules, one behaviour per test."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+
+from gateway.config import KeyRules, NameRules, ProfileConfig, SanRules, SubjectRules, ValidityRules
+from gateway.errors import ErrorKind
+from gateway.model import (
+    EnrollmentRequest,
+    IdentifierType,
+    Operation,
+    Outcome,
+    Principal,
+    PrincipalKind,
+    Protocol,
+)
+from gateway.policy import Facts, PolicyEngine, pattern_matches
+from tests.support.pki import csr_der, make_csr
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+def decide(profile: ProfileConfig, csr: x509.CertificateSigningRequest, *,
+           kind: PrincipalKind = PrincipalKind.PASSWORD,
+           not_after: dt.datetime | None = None) -> tuple[Outcome, ErrorKind | None, str, object]:
+    request = EnrollmentRequest(Protocol.EST, Operation.ENROLL, "p", csr, csr_der(csr),
+                                Principal(kind, "u"), requested_not_after=not_after)
+    explanation = PolicyEngine({"p": profile}).decide(request, Facts(now=NOW))
+    decision = explanation.decision
+    return decision.outcome, explanation.denial_kind, decision.reason, decision
+
+
+@pytest.mark.parametrize(("pattern", "value", "matches"), [
+    ("*.example.com", "www.example.com", True),
+    ("*.example.com", "a.b.example.com", False),
+    ("**.example.com", "a.b.example.com", True),
+    ("*.example.com", "example.com", False),
+    ("re:^dev-[0-9]+\\.corp$", "dev-12.corp", True),
+    ("re:^dev-[0-9]+\\.corp$", "dev-x.corp", False),
+    ("EXAMPLE.com", "example.COM", True),
+])
+def test_dns_patterns(pattern: str, value: str, matches: bool) -> None:
+    assert pattern_matches(pattern, value) is matches
+
+
+def test_ip_cidr_patterns() -> None:
+    assert pattern_matches("10.0.0.0/8", "10.1.2.3", ip=True)
+    assert not pattern_matches("10.0.0.0/8", "192.168.1.1", ip=True)
+    assert pattern_matches("fd00::/8", "fd00::1", ip=True)
+
+
+@pytest.mark.parametrize(("key_kind", "allowed"), [
+    ("ec-p256", True), ("ec-p384", True), ("ec-p521", False), ("rsa-2048", True),
+    ("rsa-1024", False), ("ed25519", True),
+])
+def test_key_rules(key_kind: str, allowed: bool) -> None:
+    csr, _ = make_csr("k.example.test", dns=["k.example.test"], key_kind=key_kind)
+    outcome, kind, reason, _ = decide(ProfileConfig(backend="b", keys=KeyRules()), csr)
+    assert (outcome is Outcome.APPROVED) is allowed, reason
+    if not allowed:
+        assert kind is ErrorKind.UNSUPPORTED_KEY
+
+
+def test_ed25519_can_be_refused() -> None:
+    csr, _ = make_csr("e.example.test", key_kind="ed25519")
+    outcome, kind, _, _ = decide(ProfileConfig(backend="b", keys=KeyRules(ed25519=False)), csr)
+    assert outcome is Outcome.DENIED and kind is ErrorKind.UNSUPPORTED_KEY
+
+
+def test_san_allow_and_deny_lists() -> None:
+    profile = ProfileConfig(backend="b", sans=SanRules(
+        dns=NameRules(allow=["*.corp.test"], deny=["admin.corp.test"]),
+        ip=NameRules(allow=["10.0.0.0/8"])))
+    ok, _ = make_csr("a.corp.test", dns=["a.corp.test"], ips=["10.1.1.1"])
+    assert decide(profile, ok)[0] is Outcome.APPROVED
+    denied_name, _ = make_csr("admin.corp.test", dns=["admin.corp.test"])
+    outcome, kind, reason, _ = decide(profile, denied_name)
+    assert outcome is Outcome.DENIED and kind is ErrorKind.POLICY_DENIED
+    assert "admin.corp.test" in reason
+    denied_ip, _ = make_csr("a.corp.test", dns=["a.corp.test"], ips=["192.168.0.1"])
+    assert decide(profile, denied_ip)[0] is Outcome.DENIED
+
+
+def test_max_san_count() -> None:
+    profile = ProfileConfig(backend="b", sans=SanRules(max_count=2))
+    csr, _ = make_csr("a.test", dns=["a.test", "b.test", "c.test"])
+    outcome, _, reason, _ = decide(profile, csr)
+    assert outcome is Outcome.DENIED and "at most 2" in reason
+
+
+def test_cn_rules_and_require_cn() -> None:
+    profile = ProfileConfig(backend="b", subject=SubjectRules(
+        cn=NameRules(allow=["re:device-[0-9]+"]), require_cn=True))
+    good, _ = make_csr("device-7")
+    assert decide(profile, good)[0] is Outcome.APPROVED
+    bad, _ = make_csr("laptop-7")
+    assert decide(profile, bad)[0] is Outcome.DENIED
+    none, _ = make_csr(None, dns=["x.test"])
+    outcome, _, reason, _ = decide(profile, none)
+    assert outcome is Outcome.DENIED and "common name" in reason
+
+
+def test_validity_default_max_and_requested() -> None:
+    profile = ProfileConfig(backend="b", validity=ValidityRules(default=dt.timedelta(days=30),
+                                                                max=dt.timedelta(days=60)))
+    csr, _ = make_csr("v.test")
+    _, _, _, decision = decide(profile, csr)
+    assert decision.not_after - NOW == dt.timedelta(days=30)  # type: ignore[attr-defined]
+    assert decision.not_before < NOW  # type: ignore[attr-defined]  # backdated for skew
+    outcome, _, reason, _ = decide(profile, csr, not_after=NOW + dt.timedelta(days=90))
+    assert outcome is Outcome.DENIED and "maximum of 60 days" in reason
+
+
+def test_key_usage_by_key_type() -> None:
+    profile = ProfileConfig(backend="b", key_usage=["digital_signature", "key_encipherment"])
+    ec_csr, _ = make_csr("ec.test")
+    rsa_csr, _ = make_csr("rsa.test", key_kind="rsa-2048")
+    assert decide(profile, ec_csr)[3].key_usage == {"digital_signature"}  # type: ignore[attr-defined]
+    assert decide(profile, rsa_csr)[3].key_usage == {"digital_signature", "key_encipherment"}  # type: ignore[attr-defined]
+
+
+def test_auth_method_not_allowed() -> None:
+    profile = ProfileConfig(backend="b", auth_methods=[PrincipalKind.CLIENT_CERT])
+    csr, _ = make_csr("a.test")
+    outcome, kind, _, _ = decide(profile, csr, kind=PrincipalKind.PASSWORD)
+    assert outcome is Outcome.DENIED and kind is ErrorKind.FORBIDDEN
+
+
+def test_manual_approval_holds_but_admin_is_approval() -> None:
+    profile = ProfileConfig(backend="b", approval="manual")
+    csr, _ = make_csr("a.test")
+    assert decide(profile, csr)[0] is Outcome.HELD
+    assert decide(profile, csr, kind=PrincipalKind.ADMIN)[0] is Outcome.APPROVED
+
+
+def test_subject_attributes_filtered() -> None:
+    from cryptography.x509.oid import NameOID
+
+    profile = ProfileConfig(backend="b", subject=SubjectRules(allowed_attributes=["CN"]))
+    csr, _ = make_csr("a.test", extra_subject=[x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evil")])
+    decision = decide(profile, csr)[3]
+    assert decision.subject.rfc4514_string() == "CN=a.test"  # type: ignore[attr-defined]
+
+
+def test_uri_san_for_intune_sid_passes() -> None:
+    uri = "tag:microsoft.com,2022-09-14:sid:S-1-5-21-1-2-3-1001"
+    csr, _ = make_csr("w.test", uris=[uri])
+    decision = decide(ProfileConfig(backend="b"), csr)[3]
+    assert [s.value for s in decision.sans if s.type is IdentifierType.URI] == [uri]  # type: ignore[attr-defined]
+
+
+def test_empty_subject_and_no_san_is_refused() -> None:
+    csr, _ = make_csr(None)
+    outcome, _, reason, _ = decide(ProfileConfig(backend="b"), csr)
+    assert outcome is Outcome.DENIED and "no subject" in reason
