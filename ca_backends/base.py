@@ -65,7 +65,9 @@ class CaBackend(Protocol):
 
     name: str
 
-    async def issue(self, request: EnrollmentRequest, decision: Decision) -> IssuedCertificate | Pending:
+    async def issue(
+        self, request: EnrollmentRequest, decision: Decision
+    ) -> IssuedCertificate | Pending:
         """Sign per ``decision``; raise BackendUnavailable (retry) or BackendRejected."""
 
     async def poll(self, backend_ref: str) -> IssuedCertificate | Pending:
@@ -112,6 +114,9 @@ class RevocationSigner(Protocol):
     def issuers(self) -> list[IssuerInfo]: ...
 
     def issuer_for(self, certificate: x509.Certificate) -> IssuerInfo | None: ...
+
+    def issuer_for_request(self, ocsp_request_der: bytes) -> IssuerInfo | None:
+        """The issuer an OCSP request's CertID names, or None (unknown or malformed)."""
 
     def sign_crl(
         self,

@@ -6,6 +6,7 @@ import importlib
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import ErrorKind, GatewayError
 from gateway.middleware import BodyLimitMiddleware, UnexpectedErrorMiddleware
@@ -34,7 +35,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         try:
             gateway.db.check()
             checks["database"] = {"ok": True}
-        except Exception as exc:  # any driver error means "not ready"; the cause is logged
+        except (SQLAlchemyError, OSError) as exc:
             checks["database"] = {"ok": False, "detail": type(exc).__name__}
             ready = False
         for name, health in (await gateway.backends.health()).items():

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import datetime as dt
 import getpass
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -405,7 +406,7 @@ def cmd_ca_rollover(args: argparse.Namespace) -> int:
     else:
         activate_at = now + parse_duration(args.activate_in)
     info = rollover(resolve_path(data_dir, entry.directory), read_passphrase(entry, data_dir),
-                    activate_at, SystemClock(), config=entry)
+                    activate_at, SystemClock(), validity_days=entry.issuer_validity_days)
     _out(f"issuing CA generation {info.id} prepared: {info.certificate.subject.rfc4514_string()}")
     _out(f"  becomes active at {info.active_from.isoformat()} (restart or reload workers "
          "before then so every instance has it)")
@@ -506,7 +507,21 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--at", help="activation time, ISO 8601")
     group.add_argument("--activate-in", default="7d", help="activation delay (default 7d)")
+    for module_name in CLI_EXTENSIONS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        module.register(sub, add)
     return parser
+
+
+# Modules that add commands: each has ``register(subparsers, add)`` where
+# ``add(name, handler, help, parent=subparsers)`` returns a parser with --data-dir.
+CLI_EXTENSIONS = ("gateway.cli_est", "gateway.cli_scep", "gateway.cli_acme",
+                  "gateway.cli_admin")
 
 
 def _principal_kinds() -> list[Any]:

@@ -28,6 +28,9 @@ from pydantic import (
 from ca_backends.base import BackendConfig, registered
 from gateway.errors import ConfigError
 from gateway.model import PrincipalKind
+from gateway.protocol_settings.acme import AcmeProfileSettings, AcmeServerSettings
+from gateway.protocol_settings.est import EstProfileSettings, EstServerSettings
+from gateway.protocol_settings.scep import ScepProfileSettings, ScepServerSettings
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -192,6 +195,9 @@ class ProfileConfig(_Model):
     extended_key_usage: list[str] = ["serverAuth", "clientAuth"]
     rate_limit: RateLimit | None = None
     renewal: RenewalRules = RenewalRules()
+    est: EstProfileSettings = EstProfileSettings()
+    scep: ScepProfileSettings = ScepProfileSettings()
+    acme: AcmeProfileSettings = AcmeProfileSettings()
 
     @field_validator("extended_key_usage")
     @classmethod
@@ -208,6 +214,9 @@ class GatehouseConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     retry: RetryConfig = RetryConfig()
     logging: LoggingConfig = LoggingConfig()
+    est: EstServerSettings = EstServerSettings()
+    scep: ScepServerSettings = ScepServerSettings()
+    acme: AcmeServerSettings = AcmeServerSettings()
     backends: dict[str, Any]
     profiles: dict[str, ProfileConfig]
     default_profile: str = "default"

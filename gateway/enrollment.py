@@ -29,7 +29,6 @@ from gateway.clock import Clock
 from gateway.config import RetryConfig
 from gateway.errors import ErrorKind, GatewayError
 from gateway.model import (
-    Decision,
     EnrollmentRequest,
     EnrollmentResult,
     IssuedCertificate,

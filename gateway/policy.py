@@ -60,7 +60,7 @@ def eku_oid(name: str) -> str:
     raise ValueError(f"unknown extended key usage {name!r} (a name like serverAuth or an OID)")
 
 
-class Denied(Exception):  # noqa: N818 - internal control flow, never leaves this module
+class Denied(Exception):
     def __init__(self, kind: ErrorKind, reason: str) -> None:
         super().__init__(reason)
         self.kind = kind

@@ -14,15 +14,13 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ca_backends.base import BackendContext
 from ca_backends.internal import (
     InternalCaConfig,
     build_internal_ca,
-    ensure_passphrase,
-    init_internal_ca,
+    init_from_config,
     issue_tls_server_cert,
-    read_passphrase,
 )
-from ca_backends.base import BackendContext
 from gateway.clock import SystemClock
 from gateway.config import (
     GatehouseConfig,
@@ -127,9 +125,7 @@ def initialize(data_dir: Path, *, https: str, http: str | None, key_type: str = 
             continue
         directory = resolve_path(data_dir, entry.directory)
         if not (directory / "root.pem").exists():
-            passphrase_file = resolve_path(data_dir, entry.passphrase_file)
-            ensure_passphrase(passphrase_file, env=entry.passphrase_env)
-            init_internal_ca(directory, read_passphrase(entry, data_dir), entry, clock)
+            init_from_config(entry, data_dir, clock=clock)
         if first_internal is None:
             first_internal = build_internal_ca(name, entry, context)
     tls_cert = resolve_path(data_dir, config.server.tls.cert)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.errors import ErrorKind, GatewayError
 

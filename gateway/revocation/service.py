@@ -11,11 +11,10 @@ and the next fetch (or the periodic refresh) re-signs.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from ca_backends.base import RevocationSigner, RevokedEntry, Unsupported
 from gateway.backends import Backends
@@ -30,7 +29,6 @@ from gateway.store.tables import CertificateRow, CrlRow
 log = logging.getLogger("gatehouse.revocation")
 
 CRL_VALIDITY = dt.timedelta(days=1)
-CRL_REFRESH_BEFORE = dt.timedelta(hours=12)  # re-sign once half the validity is used
 OCSP_VALIDITY = dt.timedelta(hours=1)
 
 
@@ -69,11 +67,7 @@ class RevocationService:
         return state
 
     @staticmethod
-    def _mark_crls_stale(session: object, backend: str) -> None:
-        from sqlalchemy import update
-        from sqlalchemy.orm import Session
-
-        assert isinstance(session, Session)
+    def _mark_crls_stale(session: Session, backend: str) -> None:
         session.execute(update(CrlRow).where(CrlRow.backend == backend).values(stale=True))
 
     # -- CRLs --------------------------------------------------------------------------
@@ -108,7 +102,8 @@ class RevocationService:
         now = self._clock.now()
         with self._db.session() as session:
             row = session.get(CrlRow, (backend_name, issuer_id))
-            if row is not None and not row.stale and row.next_update - now > CRL_REFRESH_BEFORE:
+            validity_now: dt.timedelta = getattr(signer, "crl_validity", CRL_VALIDITY)
+            if row is not None and not row.stale and row.next_update - now > validity_now / 2:
                 return row.der
             revoked = [
                 RevokedEntry(c.serial, c.revoked_at or now,
@@ -118,15 +113,16 @@ class RevocationService:
             ]
             number = (row.number + 1) if row is not None else 1
             this_update = now.replace(microsecond=0)
-            der = signer.sign_crl(issuer_id, revoked, number, this_update,
-                                  this_update + CRL_VALIDITY)
+            validity: dt.timedelta = getattr(signer, "crl_validity", CRL_VALIDITY)
+            next_update = this_update + validity
+            der = signer.sign_crl(issuer_id, revoked, number, this_update, next_update)
             if row is None:
                 session.add(CrlRow(backend=backend_name, issuer_id=issuer_id, number=number,
-                                   this_update=this_update, next_update=this_update + CRL_VALIDITY,
+                                   this_update=this_update, next_update=next_update,
                                    der=der, stale=False))
             else:
                 row.number, row.der, row.stale = number, der, False
-                row.this_update, row.next_update = this_update, this_update + CRL_VALIDITY
+                row.this_update, row.next_update = this_update, next_update
             return der
 
     async def refresh_crls(self) -> int:
@@ -144,17 +140,11 @@ class RevocationService:
     def ocsp(self, backend_name: str, request_der: bytes) -> bytes:
         """Answer an OCSP request for a backend the gateway signs for."""
         signer = self.signer(backend_name)
-        issuers = signer.issuers()
         now = self._clock.now().replace(microsecond=0)
-        issuer_id = issuers[-1].id
-        try:
-            parsed = ocsp.load_der_ocsp_request(request_der)
-            for issuer in issuers:
-                if _key_hash(issuer.certificate, parsed.hash_algorithm) == parsed.issuer_key_hash:
-                    issuer_id = issuer.id
-                    break
-        except (ValueError, TypeError):
-            pass  # the signer answers malformedRequest
+        # An unknown or malformed request still goes to the signer, which answers
+        # malformedRequest / unauthorized as RFC 6960 §2.3 says.
+        issuer = signer.issuer_for_request(request_der)
+        issuer_id = issuer.id if issuer is not None else signer.issuers()[-1].id
 
         def status_of(serial: str) -> tuple[str, RevokedEntry | None]:
             with self._db.session() as session:
@@ -167,17 +157,5 @@ class RevocationService:
                                                                     or "unspecified"))
                 return "good", None
 
-        return signer.sign_ocsp(issuer_id, request_der, status_of, now, now + OCSP_VALIDITY)
-
-
-def _key_hash(certificate: object, algorithm: hashes.HashAlgorithm) -> bytes:
-    from cryptography import x509
-
-    assert isinstance(certificate, x509.Certificate)
-    spki = certificate.public_key().public_bytes(serialization.Encoding.DER,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
-    # issuerKeyHash is over the BIT STRING contents of the key (RFC 6960 §4.1.1).
-    from asn1crypto import keys
-
-    key_bits = keys.PublicKeyInfo.load(spki)["public_key"].contents[1:]
-    return hashlib.new(algorithm.name, key_bits).digest()
+        validity = getattr(signer, "ocsp_validity", OCSP_VALIDITY)
+        return signer.sign_ocsp(issuer_id, request_der, status_of, now, now + validity)

@@ -1,0 +1,157 @@
+"""The core, as a user drives it: `gatehouse up`, real TLS, the CLI, openssl as the client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from tests.e2e.conftest import openssl
+from tests.support.server import GatehouseServer, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def test_up_serves_https_chaining_to_the_trust_anchor(server: GatehouseServer) -> None:
+    context = ssl.create_default_context(cafile=str(server.root_pem))
+    for name in ("127.0.0.1", "localhost"):
+        host = "127.0.0.1"
+        with socket.create_connection((host, server.https_port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=name) as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    response = httpx.get(f"{server.https_url}/readyz", verify=ssl.create_default_context(cafile=str(server.root_pem)))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ready"] is True and body["checks"]["backend:internal"]["ok"] is True
+    log = server.log()
+    assert "trust anchor" in log and str(server.root_pem) in log
+    root = x509.load_pem_x509_certificate(server.root_pem.read_bytes())
+    from gateway.setup import fingerprint
+
+    assert fingerprint(root) in log
+    # The CA keys are encrypted at rest.
+    key_text = (server.data_dir / "ca" / "root.key").read_text()
+    assert "ENCRYPTED PRIVATE KEY" in key_text
+
+
+def test_manual_issue_then_revoke_shows_in_crl_and_ocsp(server: GatehouseServer,
+                                                        tmp_path: Path) -> None:
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "key.pem", "-out", "csr.pem", "-subj", "/CN=web.example.test",
+            "-addext", "subjectAltName=DNS:web.example.test,IP:192.0.2.10", cwd=tmp_path)
+    run_cli(["certs", "issue", "--profile", "default", "--csr", str(tmp_path / "csr.pem"),
+             "--out", str(tmp_path / "chain.pem")], server.data_dir)
+    pems = (tmp_path / "chain.pem").read_text().split("-----END CERTIFICATE-----")
+    (tmp_path / "leaf.pem").write_text(pems[0] + "-----END CERTIFICATE-----\n")
+    (tmp_path / "issuer.pem").write_text(pems[1].lstrip() + "-----END CERTIFICATE-----\n")
+    verified = openssl("verify", "-CAfile", str(server.root_pem), "-untrusted",
+                       str(tmp_path / "issuer.pem"), str(tmp_path / "leaf.pem"))
+    assert "OK" in verified
+    leaf = x509.load_pem_x509_certificate((tmp_path / "leaf.pem").read_bytes())
+    serial = format(leaf.serial_number, "x")
+    ocsp_url = f"{server.http_url}/ocsp/internal"
+    aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert any(d.access_location.value == ocsp_url for d in aia)
+
+    def ocsp_status() -> str:
+        return openssl("ocsp", "-issuer", str(tmp_path / "issuer.pem"), "-cert",
+                       str(tmp_path / "leaf.pem"), "-url", ocsp_url, "-CAfile",
+                       str(server.root_pem), "-no_nonce")
+
+    assert ": good" in ocsp_status()
+    shown = run_cli(["certs", "show", serial], server.data_dir).stdout
+    assert json.loads(shown.split("-----BEGIN")[0])["status"] == "valid"
+
+    run_cli(["certs", "revoke", serial, "--reason", "keyCompromise"], server.data_dir)
+    status = ocsp_status()
+    assert ": revoked" in status and "Reason: keyCompromise" in status
+
+    cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    crl_url = cdp[0].full_name[0].value  # type: ignore[index]
+    assert crl_url.startswith(server.http_url)
+    crl_der = httpx.get(crl_url).content
+    (tmp_path / "crl.der").write_bytes(crl_der)
+    (tmp_path / "cas.pem").write_text((tmp_path / "issuer.pem").read_text()
+                                      + server.root_pem.read_text())
+    text = openssl("crl", "-inform", "DER", "-in", str(tmp_path / "crl.der"), "-CAfile",
+                   str(tmp_path / "cas.pem"), "-noout", "-text")
+    assert "verify OK" in text
+    assert serial.upper().zfill(len(serial) + len(serial) % 2) in text.replace(":", "").upper()
+    assert "Key Compromise" in text
+    # The CLI shows the same CRL.
+    cli_crl = run_cli(["crl"], server.data_dir).stdout
+    assert x509.load_pem_x509_crl(cli_crl.encode()).get_revoked_certificate_by_serial_number(
+        leaf.serial_number) is not None
+
+
+def test_cli_bad_inputs_are_one_line_errors(server: GatehouseServer, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.csr"
+    garbage.write_bytes(b"this is not a CSR")
+    result = run_cli(["certs", "issue", "--csr", str(garbage)], server.data_dir, check=False)
+    assert result.returncode == 1 and "not valid base64" in result.stderr
+    assert "Traceback" not in result.stderr
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "k.pem", "-out", "c.pem", "-subj", "/CN=x.test", cwd=tmp_path)
+    unknown = run_cli(["certs", "issue", "--profile", "nope", "--csr", str(tmp_path / "c.pem")],
+                      server.data_dir, check=False)
+    assert unknown.returncode == 1 and "unknown profile 'nope'" in unknown.stderr
+    weak = subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout",
+                           "w.key", "-out", "w.csr", "-subj", "/CN=weak.test"], cwd=tmp_path,
+                          capture_output=True, check=True)
+    assert weak.returncode == 0
+    refused = run_cli(["certs", "issue", "--csr", str(tmp_path / "w.csr")], server.data_dir,
+                      check=False)
+    assert refused.returncode == 1 and "RSA key of 1024 bits" in refused.stderr
+    explain = run_cli(["policy", "explain", "--csr", str(tmp_path / "c.pem")], server.data_dir)
+    assert "decision: approved" in explain.stdout and "CSR signature verifies" in explain.stdout
+
+
+def test_killed_between_persist_and_issue_completes_on_restart(tmp_path: Path) -> None:
+    """SIGKILL while the backend call is in flight; the restarted server finishes it."""
+    data_dir = tmp_path / "crash-data"
+    run_cli(["init"], data_dir)
+    marker = tmp_path / "hang.marker"
+    config = (data_dir / "gatehouse.yaml").read_text()
+    config = config.replace("backends:\n", f"backends:\n  flaky:\n    type: test-hang-once\n"
+                                           f"    marker: {marker}\n    directory: ca\n", 1)
+    config = config.replace("    backend: internal\n", "    backend: flaky\n", 1)
+    config = config.replace("  max_delay: 15m\n", "  max_delay: 15m\n  lease: 2s\n"
+                                                  "  poll_interval: 1s\n")
+    (data_dir / "gatehouse.yaml").write_text(config)
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "k.pem", "-out", "c.pem", "-subj", "/CN=crash.example.test", cwd=tmp_path)
+    from tests.support.server import REPO, gatehouse_cmd
+
+    enrolling = subprocess.Popen([*gatehouse_cmd(), "certs", "issue", "--csr",
+                                  str(tmp_path / "c.pem"), "--data-dir", str(data_dir)],
+                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the backend was never called"
+    enrolling.kill()  # SIGKILL between persist and issue
+    enrolling.wait(10)
+
+    listed = run_cli(["requests", "list"], data_dir).stdout
+    assert "submitted" in listed and "crash.example.test" in listed
+
+    restarted = GatehouseServer(data_dir, command="serve").start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listed = run_cli(["requests", "list", "--state", "issued"], data_dir).stdout
+            if "crash.example.test" in listed:
+                break
+            time.sleep(0.5)
+        assert "crash.example.test" in listed, restarted.log()
+        certs = run_cli(["certs", "list", "--subject", "crash.example.test"], data_dir).stdout
+        assert certs.count("crash.example.test") == 1
+    finally:
+        restarted.stop()
