@@ -16,9 +16,10 @@ import datetime as dt
 import logging
 import random
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,17 +30,19 @@ from gateway.clock import Clock
 from gateway.config import RetryConfig
 from gateway.errors import ErrorKind, GatewayError
 from gateway.model import (
+    Decision,
     EnrollmentRequest,
     EnrollmentResult,
     IssuedCertificate,
     Operation,
     Outcome,
+    Pending,
     Principal,
     PrincipalKind,
 )
 from gateway.model import Protocol as Proto
 from gateway.model import RequestState as S
-from gateway.policy import Facts, PolicyEngine, RenewalContext
+from gateway.policy import Explanation, Facts, PolicyEngine, RenewalContext
 from gateway.store import audit, certificates, requests
 from gateway.store.certificates import CertificateStatus
 from gateway.store.db import Database
@@ -100,25 +103,63 @@ class EnrollmentService:
         if self._policy.profile(request.profile) is None:
             raise GatewayError(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {request.profile!r}")
         now = self._clock.now()
-        if request.transaction_id:
-            existing = self._find_transaction(request)
-            if existing is not None:
-                return await self.resume(existing)
         request_id = requests.new_request_id()
         try:
             with self._db.session() as session:
-                row = requests.insert(session, request, request_id=request_id, now=now,
-                                      lease_until=now + self._retry.lease)
-                audit.record(session, at=now, actor=_actor(row), action="request.received",
+                requests.insert(session, request, request_id=request_id, now=now,
+                                lease_until=now + self._retry.lease)
+                actor = f"{request.principal.kind}:{request.principal.id}"
+                audit.record(session, at=now, actor=actor, action="request.received",
                              outcome="ok", request_id=request_id, profile=request.profile,
                              protocol=request.protocol.value, operation=request.operation.value)
         except IntegrityError:
-            # A concurrent duplicate of the same transaction won the insert.
-            existing = self._find_transaction(request)
+            # The same (protocol, transaction id) exists: the client is asking again.
+            existing = self._find_transaction(request) if request.transaction_id else None
             if existing is None:
                 raise
             return await self.resume(existing)
-        return await self._drive(request_id, leased=True)
+        return await self._drive_new(request_id, request)
+
+    async def _drive_new(self, request_id: str, request: EnrollmentRequest) -> EnrollmentResult:
+        """The fast path for a request this worker just persisted and holds the lease on.
+
+        Decides and issues from memory, then writes the outcome in one transaction.  If the
+        process dies before that, the row is still ``received`` with a lease that runs out,
+        and the retry worker decides and issues it again.
+        """
+        released = False
+        try:
+            explanation = self._policy.decide(request, self._facts(request))
+            decision = explanation.decision
+            if decision.outcome is not Outcome.APPROVED:
+                self._store_decision(request_id, explanation)
+                return self.result(request_id)
+            outcome, backend_name, failure = await self._call_backends(request, decision)
+            if isinstance(outcome, IssuedCertificate):
+                stored = codec.decision_to_json(decision, None)
+                self._record(request_id, outcome, backend_name=backend_name, decision=stored,
+                             request=request)
+                released = True  # _record cleared the lease in the same transaction
+                return EnrollmentResult(request_id, S.ISSUED, certificate=outcome)
+            self._store_decision(request_id, explanation)
+            self._after_backend(request_id, outcome, backend_name, failure, attempts=0)
+            return self.result(request_id)
+        finally:
+            if not released:
+                self._release(request_id)
+
+    def _facts(self, request: EnrollmentRequest) -> Facts:
+        """What the policy needs from the database, looked up only when it asks."""
+        def recent(since: dt.datetime) -> int:
+            with self._db.session() as session:
+                return requests.count_since(session, principal_id=request.principal.id,
+                                            profile=request.profile, since=since)
+
+        renewal = None
+        if request.operation in (Operation.RENEW, Operation.REKEY):
+            with self._db.session() as session:
+                renewal = self._renewal_context(session, request)
+        return Facts(now=self._clock.now(), recent_requests=recent, renewal=renewal)
 
     async def resume(self, request_id: str) -> EnrollmentResult:
         """Answer a client asking again: drive the request on if it is due, else report."""
@@ -213,21 +254,20 @@ class EnrollmentService:
         return self.result(request_id)
 
     def _decide_if_needed(self, request_id: str) -> S:
-        now = self._clock.now()
         with self._db.session() as session:
             row = _must(requests.get(session, request_id))
             if row.state != S.RECEIVED:
                 return S(row.state)
             request = _request_of(row)
-            facts = Facts(
-                now=now,
-                recent_requests=lambda since: requests.count_since(
-                    session, principal_id=row.principal_id, profile=row.profile, since=since),
-                renewal=self._renewal_context(session, request),
-            )
-            explanation = self._policy.decide(request, facts)
-            decision = explanation.decision
-            stored = codec.decision_to_json(decision, explanation.denial_kind)
+        return self._store_decision(request_id, self._policy.decide(request, self._facts(request)))
+
+    def _store_decision(self, request_id: str, explanation: Explanation) -> S:
+        """Write the policy's decision and the state it leads to."""
+        now = self._clock.now()
+        decision = explanation.decision
+        stored = codec.decision_to_json(decision, explanation.denial_kind)
+        with self._db.session() as session:
+            row = _must(requests.get(session, request_id))
             row.sans = [str(i) for i in decision.sans]
             if decision.outcome is Outcome.DENIED:
                 requests.set_state(row, S.DENIED, now=now, reason=decision.reason,
@@ -253,38 +293,54 @@ class EnrollmentService:
             request = _request_of(row)
             decision = codec.decision_from_json(_must(row.decision))
             attempts = row.attempts
+        outcome, backend_name, failure = await self._call_backends(request, decision)
+        if isinstance(outcome, IssuedCertificate):
+            self._record(request_id, outcome, backend_name=backend_name)
+        else:
+            self._after_backend(request_id, outcome, backend_name, failure, attempts=attempts)
+
+    async def _call_backends(
+        self, request: EnrollmentRequest, decision: Decision
+    ) -> tuple[IssuedCertificate | Pending | None, str, GatewayError | None]:
+        """Ask the profile's backend, then its fallback; never raises for backend trouble.
+
+        Returns (outcome, backend name, failure): outcome None means unavailable
+        (failure is BackendUnavailable) or rejected (failure is BackendRejected).
+        """
         names = [decision.backend]
         if decision.fallback_backend:
             names.append(decision.fallback_backend)
-        failure: BackendUnavailable | None = None
+        failure: GatewayError | None = None
         for name in names:
             backend = self._backends.get(name)
             try:
-                outcome = await backend.issue(request, decision)
+                return await backend.issue(request, decision), name, None
             except BackendUnavailable as exc:
-                log.warning("backend unavailable", extra={"backend": name, "request_id": request_id,
-                                                          "error": exc.detail})
+                log.warning("backend unavailable", extra={"backend": name, "error": exc.detail})
                 failure = exc
-                continue
             except BackendRejected as exc:
-                self._fail(request_id, f"the CA refused the request: {exc.detail}", backend=name)
-                return
-            if isinstance(outcome, IssuedCertificate):
-                self._record(request_id, outcome, backend_name=name)
-            else:
-                now = self._clock.now()
-                with self._db.session() as session:
-                    row = _must(requests.get(session, request_id))
-                    requests.set_state(row, S.PENDING, now=now, reason="pending at the CA",
-                                       backend=name, backend_ref=outcome.backend_ref,
-                                       next_attempt_at=now + dt.timedelta(
-                                           seconds=outcome.retry_after))
-                    audit.record(session, at=now, actor=_actor(row), action="request.pending",
-                                 outcome="pending", request_id=request_id, profile=row.profile,
-                                 backend=name, backend_ref=outcome.backend_ref)
-            return
-        assert failure is not None
-        self._backoff(request_id, attempts, failure)
+                return None, name, exc
+        return None, names[0], failure
+
+    def _after_backend(self, request_id: str, outcome: IssuedCertificate | Pending | None,
+                       backend_name: str, failure: GatewayError | None, *, attempts: int) -> None:
+        """Record a pending answer, a rejection, or schedule a retry."""
+        if isinstance(outcome, Pending):
+            now = self._clock.now()
+            with self._db.session() as session:
+                row = _must(requests.get(session, request_id))
+                requests.set_state(row, S.PENDING, now=now, reason="pending at the CA",
+                                   backend=backend_name, backend_ref=outcome.backend_ref,
+                                   next_attempt_at=now + dt.timedelta(seconds=outcome.retry_after))
+                audit.record(session, at=now, actor=_actor(row), action="request.pending",
+                             outcome="pending", request_id=request_id, profile=row.profile,
+                             backend=backend_name, backend_ref=outcome.backend_ref)
+        elif isinstance(failure, BackendRejected):
+            self._fail(request_id, f"the CA refused the request: {failure.detail}",
+                       backend=backend_name)
+        else:
+            assert failure is not None
+            self._backoff(request_id, attempts, failure)
 
     async def _poll(self, request_id: str) -> None:
         with self._db.session() as session:
@@ -308,7 +364,10 @@ class EnrollmentService:
                 row.next_attempt_at = now + dt.timedelta(seconds=outcome.retry_after)
                 row.updated_at = now
 
-    def _record(self, request_id: str, issued: IssuedCertificate, *, backend_name: str) -> None:
+    def _record(self, request_id: str, issued: IssuedCertificate, *, backend_name: str,
+                decision: dict[str, object] | None = None,
+                request: EnrollmentRequest | None = None) -> None:
+        """Add the certificate to the inventory and mark the request issued, atomically."""
         now = self._clock.now()
         backend = self._backends.get(backend_name)
         issuer_id = None
@@ -316,16 +375,31 @@ class EnrollmentService:
             info = backend.issuer_for(issued.certificate)
             issuer_id = info.id if info else None
         with self._db.session() as session:
-            row = _must(requests.get(session, request_id))
+            if request is not None:  # the fast path knows the request: no read needed
+                row: Any = _Known(request.profile, request.protocol.value, request.principal.id,
+                                  request.principal.kind.value, request.renewal_of, None)
+            else:
+                row = _must(session.execute(
+                    select(RequestRow.profile, RequestRow.protocol, RequestRow.principal_id,
+                           RequestRow.principal_kind, RequestRow.renewal_of,
+                           RequestRow.backend_ref)
+                    .where(RequestRow.id == request_id)).first())
             certificates.add(session, issued, profile=row.profile, protocol=row.protocol,
-                             request_id=row.id, principal_id=row.principal_id,
+                             request_id=request_id, principal_id=row.principal_id,
                              replaces_serial=row.renewal_of, issuer_id=issuer_id, now=now)
-            requests.set_state(row, S.ISSUED, now=now, reason="", backend=backend_name,
-                               certificate_serial=issued.serial, next_attempt_at=None,
-                               backend_ref=issued.backend_ref or row.backend_ref)
-            audit.record(session, at=now, actor=_actor(row), action="certificate.issued",
-                         outcome="ok", request_id=row.id, serial=issued.serial,
-                         profile=row.profile, backend=backend_name, subject=issued.subject)
+            values: dict[str, object] = {
+                "state": S.ISSUED.value, "updated_at": now, "reason": "", "backend": backend_name,
+                "certificate_serial": issued.serial, "next_attempt_at": None, "lease_until": None,
+                "backend_ref": issued.backend_ref or row.backend_ref,
+            }
+            if decision is not None:
+                values["decision"] = decision
+                values["sans"] = [str(i) for i in issued.sans]
+            requests.update_values(session, request_id, **values)
+            audit.record(session, at=now, actor=f"{row.principal_kind}:{row.principal_id}",
+                         action="certificate.issued", outcome="ok", request_id=request_id,
+                         serial=issued.serial, profile=row.profile, backend=backend_name,
+                         subject=issued.subject)
 
     def _backoff(self, request_id: str, attempts: int, failure: GatewayError,
                  state: S = S.SUBMITTED) -> None:
@@ -403,6 +477,16 @@ class EnrollmentService:
             retry_after = 60
         return EnrollmentResult(row.id, state, reason=row.reason,
                                 retry_after=retry_after or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    profile: str
+    protocol: str
+    principal_id: str
+    principal_kind: str
+    renewal_of: str | None
+    backend_ref: str | None
 
 
 def _must(value: T | None) -> T:

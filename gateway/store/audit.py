@@ -6,10 +6,10 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from gateway.store.tables import AuditEventRow
+from gateway.store.tables import AuditEventRow, audit_events_table
 
 log = logging.getLogger("gatehouse.audit")
 
@@ -17,9 +17,9 @@ log = logging.getLogger("gatehouse.audit")
 def record(session: Session, *, at: dt.datetime, actor: str, action: str, outcome: str,
            request_id: str | None = None, serial: str | None = None, profile: str | None = None,
            reason: str = "", **details: Any) -> None:
-    session.add(AuditEventRow(at=at, actor=actor, action=action, outcome=outcome,
-                              request_id=request_id, serial=serial, profile=profile,
-                              reason=reason, details=details))
+    session.execute(insert(audit_events_table), [dict(
+        at=at, actor=actor, action=action, outcome=outcome, request_id=request_id,
+        serial=serial, profile=profile, reason=reason, details=details)])
     log.info("audit", extra={"audit": {"actor": actor, "action": action, "outcome": outcome,
                                        "request_id": request_id, "serial": serial,
                                        "profile": profile, "reason": reason, **details}})

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.model import IssuedCertificate, RevocationReason
-from gateway.store.tables import CertificateRow, RevocationRow
+from gateway.store.tables import CertificateRow, RevocationRow, certificates_table
 
 
 class CertificateStatus:
@@ -30,10 +30,10 @@ def _common_name(cert: x509.Certificate) -> str:
 
 def add(session: Session, issued: IssuedCertificate, *, profile: str, protocol: str,
         request_id: str | None, principal_id: str, replaces_serial: str | None,
-        issuer_id: str | None, now: dt.datetime) -> CertificateRow:
+        issuer_id: str | None, now: dt.datetime) -> None:
     """Record an issued certificate; link it to the one it replaces (renewal)."""
     cert = issued.certificate
-    row = CertificateRow(
+    session.execute(insert(certificates_table), [dict(
         serial=issued.serial,
         issuer=issued.issuer,
         issuer_id=issuer_id,
@@ -55,14 +55,10 @@ def add(session: Session, issued: IssuedCertificate, *, profile: str, protocol: 
         status=CertificateStatus.VALID,
         replaces_serial=replaces_serial,
         created_at=now,
-    )
-    session.add(row)
+    )])
     if replaces_serial:
-        old = session.get(CertificateRow, replaces_serial)
-        if old is not None:
-            old.replaced_by_serial = issued.serial
-    session.flush()
-    return row
+        session.execute(update(CertificateRow).where(CertificateRow.serial == replaces_serial)
+                        .values(replaced_by_serial=issued.serial))
 
 
 def get(session: Session, serial: str) -> CertificateRow | None:

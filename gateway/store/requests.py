@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy import insert as insert_
 from sqlalchemy.orm import Session
 
 from gateway.model import EnrollmentRequest, RequestState
-from gateway.store.tables import RequestRow
+from gateway.store.tables import RequestRow, requests_table
 
 
 def new_request_id() -> str:
@@ -19,13 +20,17 @@ def new_request_id() -> str:
 
 
 def insert(session: Session, request: EnrollmentRequest, *, request_id: str,
-           now: dt.datetime, lease_until: dt.datetime | None) -> RequestRow:
-    """Add a request in state ``received``, leased to the caller who drives it now."""
+           now: dt.datetime, lease_until: dt.datetime | None) -> None:
+    """Add a request in state ``received``, leased to the caller who drives it now.
+
+    A Core INSERT (not the ORM unit of work): this is on every enrollment's hot path.
+    """
     try:
         subject = request.csr.subject.rfc4514_string()
     except ValueError:
         subject = ""
-    row = RequestRow(
+    # A constant statement with parameters: compiled once, cached by SQLAlchemy.
+    session.execute(insert_(requests_table), [dict(
         id=request_id,
         protocol=request.protocol.value,
         operation=request.operation.value,
@@ -48,10 +53,7 @@ def insert(session: Session, request: EnrollmentRequest, *, request_id: str,
         lease_until=lease_until,
         created_at=now,
         updated_at=now,
-    )
-    session.add(row)
-    session.flush()
-    return row
+    )])
 
 
 def get(session: Session, request_id: str) -> RequestRow | None:
@@ -97,6 +99,12 @@ def due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[str]:
         .limit(limit)
     )
     return list(rows)
+
+
+def update_values(session: Session, request_id: str, **values: Any) -> None:
+    """One Core UPDATE by primary key."""
+    session.execute(update(requests_table).where(requests_table.c.id == request_id)
+                    .values(**values))
 
 
 def set_state(row: RequestRow, state: RequestState, *, now: dt.datetime, reason: str | None = None,

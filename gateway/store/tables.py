@@ -19,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -194,3 +195,9 @@ class CrlRow(Base):
     next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     der: Mapped[bytes] = mapped_column(LargeBinary)
     stale: Mapped[bool] = mapped_column(default=False)  # a revocation happened since
+import gateway.store.acme_tables  # noqa: E402,F401
+
+# Core Table objects for hot-path statements (no ORM unit of work).
+requests_table: Table = RequestRow.__table__  # type: ignore[assignment]
+certificates_table: Table = CertificateRow.__table__  # type: ignore[assignment]
+audit_events_table: Table = AuditEventRow.__table__  # type: ignore[assignment]
