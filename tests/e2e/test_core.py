@@ -140,7 +140,8 @@ def test_killed_between_persist_and_issue_completes_on_restart(tmp_path: Path) -
     enrolling.wait(10)
 
     listed = run_cli(["requests", "list"], data_dir).stdout
-    assert "submitted" in listed and "crash.example.test" in listed
+    # Persisted, not yet issued: the fast path writes nothing more until the backend answers.
+    assert "received" in listed and "crash.example.test" in listed
 
     restarted = GatehouseServer(data_dir, command="serve").start()
     try:
@@ -155,3 +156,76 @@ def test_killed_between_persist_and_issue_completes_on_restart(tmp_path: Path) -
         assert certs.count("crash.example.test") == 1
     finally:
         restarted.stop()
+
+
+def test_ocsp_get_oversized_bodies_and_unknown_paths(server: GatehouseServer, tmp_path: Path) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509 import ocsp
+
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "k.pem", "-out", "c.pem", "-subj", "/CN=get.example.test", cwd=tmp_path)
+    chain = run_cli(["certs", "issue", "--csr", str(tmp_path / "c.pem")], server.data_dir).stdout
+    certs = x509.load_pem_x509_certificates(chain.encode())
+    request = ocsp.OCSPRequestBuilder().add_certificate(certs[0], certs[1], hashes.SHA1()).build()
+    encoded = base64.b64encode(request.public_bytes(Encoding.DER)).decode()
+    response = httpx.get(f"{server.http_url}/ocsp/internal/{encoded}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/ocsp-response"
+    parsed = ocsp.load_der_ocsp_response(response.content)
+    assert parsed.certificate_status is ocsp.OCSPCertStatus.GOOD
+    # Garbage OCSP request: an OCSP malformedRequest answer, not an HTTP error.
+    garbage = httpx.post(f"{server.http_url}/ocsp/internal", content=b"\x30\x03garbage",
+                         headers={"content-type": "application/ocsp-request"})
+    assert garbage.status_code == 200
+    assert ocsp.load_der_ocsp_response(garbage.content).response_status is \
+        ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    # Oversized bodies are refused before any parsing.
+    big = httpx.post(f"{server.http_url}/ocsp/internal", content=b"\x00" * 300_000,
+                     headers={"content-type": "application/ocsp-request"})
+    assert big.status_code == 413
+    assert httpx.get(f"{server.http_url}/crl/nosuch.crl").status_code == 404
+    # The CA issuers URL serves the issuing CA.
+    aia = certs[0].extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    ca_url = next(d.access_location.value for d in aia
+                  if d.access_method == x509.oid.AuthorityInformationAccessOID.CA_ISSUERS)
+    assert x509.load_der_x509_certificate(httpx.get(ca_url).content) == certs[1]
+
+
+def test_rollover_is_announced_then_takes_over(server: GatehouseServer) -> None:
+    shown = run_cli(["ca", "show"], server.data_dir).stdout
+    assert "Issuing CA 1" in shown and "next issuing CA" not in shown
+    rolled = run_cli(["ca", "rollover", "--activate-in", "30d"], server.data_dir).stdout
+    assert "generation 2 prepared" in rolled
+    shown = run_cli(["ca", "show"], server.data_dir).stdout
+    assert "next issuing CA: CN=Gatehouse Issuing CA 2" in shown
+    again = run_cli(["ca", "rollover", "--activate-in", "60d"], server.data_dir, check=False)
+    assert again.returncode == 1 and "already scheduled" in again.stderr
+
+
+def test_bad_config_stops_start_with_file_key_and_reason(tmp_path: Path) -> None:
+    data_dir = tmp_path / "bad"
+    run_cli(["init"], data_dir)
+    config = data_dir / "gatehouse.yaml"
+    config.write_text(config.read_text().replace("approval: auto", "approval: sometimes"))
+    result = run_cli(["serve"], data_dir, check=False)
+    assert result.returncode == 1
+    assert "gatehouse.yaml: profiles.default.approval" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_several_internal_cas_coexist(tmp_path: Path) -> None:
+    data_dir = tmp_path / "multi"
+    run_cli(["init"], data_dir)
+    config = data_dir / "gatehouse.yaml"
+    config.write_text(config.read_text().replace(
+        "backends:\n", "backends:\n  devices:\n    type: internal\n    directory: ca-devices\n"
+                       "    key_type: ec-p384\n", 1))
+    run_cli(["init"], data_dir)
+    roots = [x509.load_pem_x509_certificate((data_dir / d / "root.pem").read_bytes())
+             for d in ("ca", "ca-devices")]
+    assert roots[0].public_key() != roots[1].public_key()
+    shown = run_cli(["ca", "show"], data_dir).stdout
+    assert "backend internal:" in shown and "backend devices:" in shown
