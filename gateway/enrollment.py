@@ -105,7 +105,7 @@ class EnrollmentService:
         now = self._clock.now()
         request_id = requests.new_request_id()
         try:
-            with self._db.session() as session:
+            with self._db.begin() as session:
                 requests.insert(session, request, request_id=request_id, now=now,
                                 lease_until=now + self._retry.lease)
                 actor = f"{request.principal.kind}:{request.principal.id}"
@@ -374,7 +374,7 @@ class EnrollmentService:
         if isinstance(backend, RevocationSigner):
             info = backend.issuer_for(issued.certificate)
             issuer_id = info.id if info else None
-        with self._db.session() as session:
+        with self._db.begin() as session:
             if request is not None:  # the fast path knows the request: no read needed
                 row: Any = _Known(request.profile, request.protocol.value, request.principal.id,
                                   request.principal.kind.value, request.renewal_of, None)

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from gateway.store.tables import AuditEventRow, audit_events_table
@@ -14,7 +15,7 @@ from gateway.store.tables import AuditEventRow, audit_events_table
 log = logging.getLogger("gatehouse.audit")
 
 
-def record(session: Session, *, at: dt.datetime, actor: str, action: str, outcome: str,
+def record(session: Session | Connection, *, at: dt.datetime, actor: str, action: str, outcome: str,
            request_id: str | None = None, serial: str | None = None, profile: str | None = None,
            reason: str = "", **details: Any) -> None:
     session.execute(insert(audit_events_table), [dict(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from gateway.model import IssuedCertificate, RevocationReason
@@ -28,7 +29,7 @@ def _common_name(cert: x509.Certificate) -> str:
     return str(names[0].value) if names else ""
 
 
-def add(session: Session, issued: IssuedCertificate, *, profile: str, protocol: str,
+def add(session: Session | Connection, issued: IssuedCertificate, *, profile: str, protocol: str,
         request_id: str | None, principal_id: str, replaces_serial: str | None,
         issuer_id: str | None, now: dt.datetime) -> None:
     """Record an issued certificate; link it to the one it replaces (renewal)."""

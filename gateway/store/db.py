@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -55,6 +55,12 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A Core connection in one transaction: the enrollment hot path, no ORM."""
+        with self.engine.begin() as connection:
+            yield connection
 
     def check(self) -> None:
         """Raise if the database cannot answer a trivial query."""

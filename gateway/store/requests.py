@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy import insert as insert_
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from gateway.model import EnrollmentRequest, RequestState
@@ -19,7 +20,7 @@ def new_request_id() -> str:
     return str(uuid.uuid4())
 
 
-def insert(session: Session, request: EnrollmentRequest, *, request_id: str,
+def insert(session: Session | Connection, request: EnrollmentRequest, *, request_id: str,
            now: dt.datetime, lease_until: dt.datetime | None) -> None:
     """Add a request in state ``received``, leased to the caller who drives it now.
 
@@ -101,7 +102,7 @@ def due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[str]:
     return list(rows)
 
 
-def update_values(session: Session, request_id: str, **values: Any) -> None:
+def update_values(session: Session | Connection, request_id: str, **values: Any) -> None:
     """One Core UPDATE by primary key."""
     session.execute(update(requests_table).where(requests_table.c.id == request_id)
                     .values(**values))

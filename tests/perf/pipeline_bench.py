@@ -47,7 +47,7 @@ def bare_sign(count: int, csrs: list[x509.CertificateSigningRequest]) -> float:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")])
     now = dt.datetime.now(dt.UTC)
-    start = time.perf_counter()
+    start = time.process_time()
     for i in range(count):
         csr = csrs[i % len(csrs)]
         (x509.CertificateBuilder()
@@ -62,7 +62,7 @@ def bare_sign(count: int, csrs: list[x509.CertificateSigningRequest]) -> float:
              [x509.DNSName(f"host{i}.bench.test"), x509.IPAddress(ipaddress.ip_address("192.0.2.1"))]),
              critical=False)
          .sign(ca_key, hashes.SHA256()))
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def requests_for(csrs: list[x509.CertificateSigningRequest], tag: str) -> list[EnrollmentRequest]:
@@ -77,18 +77,18 @@ async def backend_issue(gateway: Gateway, requests: list[EnrollmentRequest]) -> 
 
     backend = gateway.backends.get("internal")
     decisions = [gateway.policy.decide(r, Facts(now=gateway.clock.now())).decision for r in requests]
-    start = time.perf_counter()
+    start = time.process_time()
     for request, decision in zip(requests, decisions, strict=True):
         await backend.issue(request, decision)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 async def pipeline(gateway: Gateway, requests: list[EnrollmentRequest]) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     for request in requests:
         result = await gateway.enrollment.submit(request)
         assert result.certificate is not None
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def main() -> None:
