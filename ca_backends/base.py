@@ -177,4 +177,6 @@ def registered() -> dict[str, BackendType]:
 
 def _load_builtin() -> None:
     # Imported lazily: each module registers itself; nothing is built at import time.
-    import ca_backends.internal  # noqa: F401
+    import ca_backends.adcs
+    import ca_backends.internal
+    import ca_backends.vault  # noqa: F401
