@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.store.acme_tables import (
@@ -25,17 +27,8 @@ def new_id() -> str:
 # -- nonces (RFC 8555 §6.5) -------------------------------------------------------------
 
 
-def issue_nonce(session: Session, *, now: dt.datetime, lifetime: dt.timedelta) -> str:
-    value = secrets.token_urlsafe(16)
-    session.add(AcmeNonceRow(value=value, expires_at=now + lifetime))
-    return value
 
 
-def consume_nonce(session: Session, value: str, *, now: dt.datetime) -> bool:
-    """Delete the nonce if it is known and unexpired; True when it was (atomic)."""
-    result = session.execute(delete(AcmeNonceRow).where(AcmeNonceRow.value == value,
-                                                        AcmeNonceRow.expires_at > now))
-    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def purge_nonces(session: Session, *, now: dt.datetime) -> int:
@@ -73,17 +66,14 @@ def order(session: Session, order_id: str) -> AcmeOrderRow | None:
     return session.get(AcmeOrderRow, order_id)
 
 
-def order_by_serial(session: Session, serial: str) -> AcmeOrderRow | None:
-    return session.scalars(select(AcmeOrderRow).where(
-        AcmeOrderRow.certificate_serial == serial)).first()
 
 
-def count_orders_since(session: Session, account_id: str, since: dt.datetime) -> int:
+def count_orders_since(session: Session | Connection, account_id: str, since: dt.datetime) -> int:
     return int(session.scalar(select(func.count()).select_from(AcmeOrderRow).where(
         AcmeOrderRow.account_id == account_id, AcmeOrderRow.created_at >= since)) or 0)
 
 
-def count_identifier_since(session: Session, value: str, since: dt.datetime) -> int:
+def count_identifier_since(session: Session | Connection, value: str, since: dt.datetime) -> int:
     return int(session.scalar(select(func.count()).select_from(AcmeAuthorizationRow).where(
         AcmeAuthorizationRow.identifier_value == value,
         AcmeAuthorizationRow.created_at >= since)) or 0)
@@ -107,15 +97,6 @@ def challenge(session: Session, challenge_id: str) -> AcmeChallengeRow | None:
     return session.get(AcmeChallengeRow, challenge_id)
 
 
-def claim_challenge(session: Session, challenge_id: str, *, now: dt.datetime,
-                    lease_until: dt.datetime) -> bool:
-    """Take the validation lease on a processing challenge (one worker runs it)."""
-    result = session.execute(
-        update(AcmeChallengeRow)
-        .where(AcmeChallengeRow.id == challenge_id, AcmeChallengeRow.status == "processing",
-               (AcmeChallengeRow.lease_until.is_(None)) | (AcmeChallengeRow.lease_until < now))
-        .values(lease_until=lease_until))
-    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def due_challenges(session: Session, *, now: dt.datetime, limit: int = 20) -> list[str]:
@@ -125,3 +106,94 @@ def due_challenges(session: Session, *, now: dt.datetime, limit: int = 20) -> li
                     (AcmeChallengeRow.lease_until.is_(None)) | (AcmeChallengeRow.lease_until < now))
              .limit(limit))
     return list(session.scalars(query))
+
+
+# -- the hot path through Core connections (no ORM): every signed request and poll ------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    id: str
+    profile: str
+    thumbprint: str
+    jwk: dict[str, Any]
+    status: str
+    contact: list[str]
+    tos_agreed: bool
+    eab_kid: str | None
+
+
+_ACCOUNTS: Table = AcmeAccountRow.__table__  # type: ignore[assignment]
+_NONCES: Table = AcmeNonceRow.__table__  # type: ignore[assignment]
+_AUTHZS: Table = AcmeAuthorizationRow.__table__  # type: ignore[assignment]
+_CHALLENGES: Table = AcmeChallengeRow.__table__  # type: ignore[assignment]
+_ORDERS: Table = AcmeOrderRow.__table__  # type: ignore[assignment]
+
+
+def fast_issue_nonce(connection: Connection, *, now: dt.datetime, lifetime: dt.timedelta) -> str:
+    value = secrets.token_urlsafe(16)
+    connection.execute(insert(_NONCES).values(value=value, expires_at=now + lifetime))
+    return value
+
+
+def fast_consume_nonce(connection: Connection, value: str, *, now: dt.datetime) -> bool:
+    result = connection.execute(delete(_NONCES).where(_NONCES.c.value == value,
+                                                      _NONCES.c.expires_at > now))
+    return result.rowcount == 1
+
+
+def fast_account(connection: Connection, account_id: str) -> AccountView | None:
+    row = connection.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.id == account_id)).first()
+    if row is None:
+        return None
+    return AccountView(row.id, row.profile, row.thumbprint, dict(row.jwk), row.status,
+                       list(row.contact or []), bool(row.tos_agreed), row.eab_kid)
+
+
+def fast_authorization(connection: Connection, authz_id: str) -> Any:
+    return connection.execute(select(_AUTHZS).where(_AUTHZS.c.id == authz_id)).first()
+
+
+def fast_challenges(connection: Connection, authz_id: str) -> list[Any]:
+    return list(connection.execute(select(_CHALLENGES).where(
+        _CHALLENGES.c.authorization_id == authz_id).order_by(_CHALLENGES.c.type)))
+
+
+def fast_order(connection: Connection, order_id: str) -> Any:
+    return connection.execute(select(_ORDERS).where(_ORDERS.c.id == order_id)).first()
+
+
+def fast_authz_states(connection: Connection, order_id: str) -> list[Any]:
+    return list(connection.execute(
+        select(_AUTHZS.c.id, _AUTHZS.c.status, _AUTHZS.c.identifier_type,
+               _AUTHZS.c.identifier_value)
+        .where(_AUTHZS.c.order_id == order_id).order_by(_AUTHZS.c.identifier_value)))
+
+
+_TABLES = {"order": _ORDERS, "authz": _AUTHZS, "challenge": _CHALLENGES}
+
+
+def fast_update(connection: Connection, kind: str, object_id: str, **values: Any) -> None:
+    table = _TABLES[kind]
+    connection.execute(update(table).where(table.c.id == object_id).values(**values))
+
+
+def fast_claim_challenge(connection: Connection, challenge_id: str, *, now: dt.datetime,
+                         lease_until: dt.datetime) -> bool:
+    """Take the validation lease on a processing challenge (one worker runs it)."""
+    c = _CHALLENGES.c
+    result = connection.execute(
+        update(_CHALLENGES)
+        .where(c.id == challenge_id, c.status == "processing",
+               (c.lease_until.is_(None)) | (c.lease_until < now))
+        .values(lease_until=lease_until))
+    return result.rowcount == 1
+
+
+def fast_challenge(connection: Connection, challenge_id: str) -> Any:
+    return connection.execute(select(_CHALLENGES).where(_CHALLENGES.c.id == challenge_id)).first()
+
+
+def fast_insert(connection: Connection, kind: str, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        connection.execute(insert(_TABLES[kind]), rows)

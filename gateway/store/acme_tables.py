@@ -57,7 +57,7 @@ class AcmeOrderRow(Base):
     not_after: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     expires: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    replaces: Mapped[str | None] = mapped_column(String(64))  # serial (RFC 9773 §5)
+    replaces: Mapped[str | None] = mapped_column(String(255))  # CertID (RFC 9773 §5)
     request_id: Mapped[str | None] = mapped_column(String(36))
     certificate_serial: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
