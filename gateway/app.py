@@ -14,7 +14,8 @@ from gateway.revocation.routes import router as revocation_router
 from gateway.runtime import Gateway
 
 # Protocol front ends mounted when present; each exposes ``router`` (an APIRouter).
-PROTOCOL_MODULES = ("protocols.est.router", "protocols.scep.router", "protocols.acme.router")
+PROTOCOL_MODULES = ("protocols.est.router", "protocols.scep.router", "protocols.acme.router",
+                    "gateway.admin.router")  # admin API, console, /metrics
 
 
 def create_app(gateway: Gateway) -> FastAPI:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ca_backends.base import BackendRejected, BackendUnavailable, RevocationSigner
-from gateway import codec
+from gateway import codec, metrics
 from gateway.backends import Backends
 from gateway.clock import Clock
 from gateway.config import RetryConfig
@@ -100,6 +101,18 @@ class EnrollmentService:
         Returns the result for issued, held, pending and retrying requests; raises
         GatewayError for denials and for requests that failed for good.
         """
+        started = time.perf_counter()
+        try:
+            result = await self._submit(request)
+        except GatewayError as exc:
+            metrics.enrollment_done(request.protocol.value, request.profile, exc.kind.value,
+                                    started)
+            raise
+        metrics.enrollment_done(request.protocol.value, request.profile, result.state.value,
+                                started)
+        return result
+
+    async def _submit(self, request: EnrollmentRequest) -> EnrollmentResult:
         if self._policy.profile(request.profile) is None:
             raise GatewayError(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {request.profile!r}")
         now = self._clock.now()
@@ -314,7 +327,8 @@ class EnrollmentService:
         for name in names:
             backend = self._backends.get(name)
             try:
-                return await backend.issue(request, decision), name, None
+                with metrics.backend_call(name):
+                    return await backend.issue(request, decision), name, None
             except BackendUnavailable as exc:
                 log.warning("backend unavailable", extra={"backend": name, "error": exc.detail})
                 failure = exc
@@ -400,6 +414,7 @@ class EnrollmentService:
                          action="certificate.issued", outcome="ok", request_id=request_id,
                          serial=issued.serial, profile=row.profile, backend=backend_name,
                          subject=issued.subject)
+        metrics.certificate_issued(row.protocol, row.profile, backend_name)
 
     def _backoff(self, request_id: str, attempts: int, failure: GatewayError,
                  state: S = S.SUBMITTED) -> None:

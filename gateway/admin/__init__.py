@@ -1,0 +1,1 @@
+"""Operating Gatehouse: the admin REST API (``/admin/api/``), its tokens and roles."""
