@@ -46,7 +46,7 @@ def load_csr_der(der: bytes) -> x509.CertificateSigningRequest:
         csr = x509.load_der_x509_csr(der)
         csr.public_key()  # unsupported key algorithms raise here, not later
         _ = csr.subject.rdns
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise GatewayError(ErrorKind.MALFORMED, f"not a valid DER PKCS#10 CSR: {_short(exc)}") from exc
     except x509.UnsupportedGeneralNameType as exc:
         raise GatewayError(ErrorKind.BAD_CSR, "the CSR has an unsupported name type") from exc

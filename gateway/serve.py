@@ -26,6 +26,7 @@ import uvicorn
 
 from gateway import logs
 from gateway.config import GatehouseConfig, config_path, load_config, resolve_path
+from gateway.tls_client import TlsHttpToolsProtocol, client_cert_anchor_paths, server_context
 
 log = logging.getLogger("gatehouse.serve")
 
@@ -59,18 +60,19 @@ class _Server(uvicorn.Server):
 
 
 def tls_context(config: GatehouseConfig, data_dir: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(resolve_path(data_dir, config.server.tls.cert),
-                            resolve_path(data_dir, config.server.tls.key))
-    return context
+    """TLS 1.2+, the server certificate, and optional client certificates that the
+    application validates (gateway.tls_client)."""
+    return server_context(resolve_path(data_dir, config.server.tls.cert),
+                          resolve_path(data_dir, config.server.tls.key),
+                          client_cert_anchor_paths(config, data_dir))
 
 
 def _uvicorn_config(app: Any, *, tls: bool, config: GatehouseConfig, data_dir: Path) -> uvicorn.Config:
     kwargs: dict[str, Any] = {}
     if tls:
-        kwargs["ssl_certfile"] = str(resolve_path(data_dir, config.server.tls.cert))
-        kwargs["ssl_keyfile"] = str(resolve_path(data_dir, config.server.tls.key))
+        context = tls_context(config, data_dir)
+        kwargs["ssl_context_factory"] = lambda _config, _default: context
+        kwargs["http"] = TlsHttpToolsProtocol
     return uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                           server_header=False, proxy_headers=False, timeout_keep_alive=30,
                           **kwargs)

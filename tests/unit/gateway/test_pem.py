@@ -39,3 +39,14 @@ def test_truncated_der() -> None:
     with pytest.raises(GatewayError) as caught:
         load_csr(csr_der(csr)[:-20])
     assert caught.value.kind is ErrorKind.MALFORMED
+
+
+def test_unknown_csr_version_is_malformed() -> None:
+    csr, _ = make_csr("v.test")
+    der = bytearray(csr_der(csr))
+    # CertificationRequestInfo.version is the first INTEGER inside the first inner SEQUENCE.
+    index = der.index(b"\x02\x01\x00")
+    der[index + 2] = 0x05
+    with pytest.raises(GatewayError) as caught:
+        load_csr(bytes(der))
+    assert caught.value.kind is ErrorKind.MALFORMED

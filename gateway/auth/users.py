@@ -1,0 +1,86 @@
+"""HTTP Basic users (RFC 7617) for EST, stored hashed in the credentials table.
+
+``gatehouse user add PROFILE NAME`` writes a ``kind="password"`` credential whose secret
+is an scrypt hash (gateway.auth.secrets).  Verifying scrypt costs tens of milliseconds
+by design, which an enrollment at device-fleet rates cannot pay on every request, so a
+*successful* verification is remembered in process memory for a short TTL, keyed by
+HMAC-SHA256(per-process random key, profile NUL user NUL password).  The cache never
+holds a password, and its key dies with the process; a password change, a disabled
+user or a deleted user takes effect after at most the TTL (0 turns the cache off).
+Failures are never cached.  Nothing here logs a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.auth.secrets import verify_secret
+from gateway.store import credentials
+from gateway.store.db import Database
+
+PASSWORD_KIND = "password"  # noqa: S105 - the credential kind, not a secret
+_MAX_CACHE = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An authenticated HTTP Basic user of one profile."""
+
+    profile: str
+    name: str
+
+
+class UserDirectory:
+    """Checks HTTP Basic credentials against the credentials table, with a small cache."""
+
+    def __init__(self, db: Database, *, cache_seconds: float = 60.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._db = db
+        self._ttl = cache_seconds
+        self._monotonic = monotonic
+        self._key = secrets.token_bytes(32)
+        self._cache: dict[bytes, float] = {}
+
+    def verify(self, profile: str, name: str, password: str) -> User | None:
+        """The user when ``password`` is theirs and the user is enabled; else None."""
+        if not name or not password:
+            return None
+        token = self._token(profile, name, password)
+        now = self._monotonic()
+        expires = self._cache.get(token)
+        if expires is not None:
+            if expires > now:
+                return User(profile, name)
+            del self._cache[token]
+        with self._db.session() as session:
+            row = credentials.find(session, kind=PASSWORD_KIND, profile=profile, name=name)
+            stored = None if row is None or row.disabled else row.secret_hash
+        if stored is None:
+            # Spend the same time as a real check so unknown names are not revealed.
+            verify_secret(password, _DUMMY_HASH)
+            return None
+        if not verify_secret(password, stored):
+            return None
+        if self._ttl > 0:
+            if len(self._cache) >= _MAX_CACHE:
+                self._cache.clear()
+            self._cache[token] = now + self._ttl
+        return User(profile, name)
+
+    def forget(self) -> None:
+        """Drop every cached verification (e.g. after an operator changed users)."""
+        self._cache.clear()
+
+    def _token(self, profile: str, name: str, password: str) -> bytes:
+        message = b"\0".join((profile.encode(), name.encode(), password.encode()))
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+
+# A valid hash of a random password, so lookups of unknown users cost one scrypt too.
+_DUMMY_HASH = ("scrypt$14$8$1$AAAAAAAAAAAAAAAAAAAAAA==$"
+               "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")

@@ -1,0 +1,149 @@
+"""Who is asking: HTTP Basic (RFC 7617) and TLS client certificates (RFC 7030 §3.2.3, §3.3.2).
+
+A profile's ``est.auth`` says what is required: ``any`` (either), ``password``,
+``client-cert`` or ``both``.  The client certificate comes from the TLS connection
+(``scope["extensions"]["tls"]``, filled by gateway.tls_client) or, only when the TCP peer
+is a configured trusted proxy, from the proxy's header (URL-encoded PEM).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gateway.auth.users import UserDirectory
+from gateway.errors import ErrorKind, GatewayError
+from gateway.model import Principal, PrincipalKind
+from gateway.runtime import Gateway
+from protocols.est.clientcert import ClientCertValidator
+
+Headers = dict[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the client presented, before it is checked."""
+
+    basic: tuple[str, str] | None
+    client_cert_der: bytes | None
+    tls_unique: bytes | None
+    tls_version: int | None
+
+
+def unauthorized(detail: str) -> GatewayError:
+    return GatewayError(ErrorKind.UNAUTHORIZED, detail)
+
+
+class Authenticator:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        settings = gateway.config.est
+        self._users = UserDirectory(gateway.db, cache_seconds=settings.password_cache_seconds)
+        self._certs = ClientCertValidator(gateway)
+        self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+        self._proxy_header = settings.client_cert_header.encode()
+
+    # -- extraction --------------------------------------------------------------------
+
+    def credentials(self, scope: dict[str, Any], headers: Headers) -> Credentials:
+        tls = (scope.get("extensions") or {}).get("tls") or {}
+        cert_der = None
+        chain = tls.get("client_cert_der") or []
+        if chain:
+            cert_der = chain[0]
+        if self._proxies and self._from_trusted_proxy(scope):
+            forwarded = headers.get(self._proxy_header)
+            if forwarded:
+                cert_der = _pem_header_to_der(forwarded)
+        return Credentials(_basic(headers.get(b"authorization")), cert_der,
+                           tls.get("tls_unique"), tls.get("tls_version"))
+
+    def _from_trusted_proxy(self, scope: dict[str, Any]) -> bool:
+        client = scope.get("client")
+        if not client:
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self._proxies)
+
+    # -- checks ------------------------------------------------------------------------
+
+    def client_cert(self, creds: Credentials) -> x509.Certificate | None:
+        """The validated client certificate, None when none was presented."""
+        if creds.client_cert_der is None:
+            return None
+        return self._certs.validate(creds.client_cert_der, self._gateway.clock.now())
+
+    def principal(self, profile: str, mode: str, creds: Credentials) -> Principal:
+        """Authenticate for an enrollment on ``profile`` under the EST auth ``mode``."""
+        cert = self.client_cert(creds) if mode != "password" else None
+        user = None
+        if creds.basic is not None and mode != "client-cert":
+            user = self._users.verify(profile, *creds.basic)
+            if user is None:
+                raise unauthorized("wrong user name or password")
+        if mode == "both" and (cert is None or user is None):
+            raise unauthorized("this profile needs HTTP Basic credentials and a client "
+                               "certificate")
+        if user is not None:
+            attributes = {"profile": profile}
+            if cert is not None:
+                attributes["client_cert_serial"] = format(cert.serial_number, "x")
+            return Principal(PrincipalKind.PASSWORD, user.name, attributes)
+        if cert is not None:
+            return cert_principal(cert)
+        wanted = {"password": "HTTP Basic credentials",
+                  "client-cert": "a TLS client certificate"}.get(
+                      mode, "HTTP Basic credentials or a TLS client certificate")
+        raise unauthorized(f"authentication required: {wanted}")
+
+    def check_password(self, profile: str, creds: Credentials) -> None:
+        """For ``both`` on re-enrollment: the Basic credentials must be right too."""
+        if creds.basic is None or self._users.verify(profile, *creds.basic) is None:
+            raise unauthorized("this profile needs HTTP Basic credentials as well")
+
+
+def cert_principal(cert: x509.Certificate) -> Principal:
+    serial = format(cert.serial_number, "x")
+    return Principal(PrincipalKind.CLIENT_CERT, serial, {
+        "serial": serial,
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+    })
+
+
+def _basic(value: bytes | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    scheme, _, encoded = value.partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise unauthorized("malformed HTTP Basic credentials") from exc
+    name, sep, password = decoded.partition(":")
+    if not sep:
+        raise unauthorized("malformed HTTP Basic credentials")
+    return name, password
+
+
+def _pem_header_to_der(value: bytes) -> bytes:
+    text = urllib.parse.unquote(value.decode("latin-1"))
+    try:
+        return x509.load_pem_x509_certificate(text.encode()).public_bytes(Encoding.DER)
+    except ValueError as exc:
+        raise GatewayError(ErrorKind.FORBIDDEN,
+                           "client certificate refused: the proxy header is not a PEM "
+                           "certificate") from exc
