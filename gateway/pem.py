@@ -27,6 +27,9 @@ def load_csr(data: bytes) -> tuple[x509.CertificateSigningRequest, bytes]:
     if len(data) > MAX_CSR_BYTES:
         raise GatewayError(ErrorKind.PAYLOAD_TOO_LARGE,
                            f"CSR larger than {MAX_CSR_BYTES} bytes")
+    if data[:1] == b"\x30":
+        # Binary DER: never strip, its last bytes may look like white space.
+        return load_csr_der(data), data
     stripped = data.strip()
     if not stripped:
         raise GatewayError(ErrorKind.MALFORMED, "empty CSR")
@@ -37,7 +40,7 @@ def load_csr(data: bytes) -> tuple[x509.CertificateSigningRequest, bytes]:
                                "PEM data is not a CERTIFICATE REQUEST block")
         der = decode_base64(match.group(2), what="CSR PEM body")
     else:
-        der = stripped if stripped[:1] == b"\x30" else decode_base64(stripped, what="CSR")
+        der = decode_base64(stripped, what="CSR")
     return load_csr_der(der), der
 
 

@@ -143,6 +143,8 @@ def initialize(data_dir: Path, *, https: str, http: str | None, key_type: str = 
                     if host and host not in names:
                         names.append(host)
         issue_tls_server_cert(first_internal, names, ips, tls_key, tls_cert)
+    from gateway.ra import ensure_ras  # SCEP: one RA certificate per profile (issue 4)
+    ensure_ras(config, data_dir)
     upgrade(database_url(config, data_dir))
     return config
 

@@ -1,0 +1,1 @@
+"""SCEP front end (RFC 8894): GetCACaps, GetCACert, GetNextCACert and PKIOperation."""
