@@ -5,7 +5,6 @@ certificate and find it in the CRL; roles and CSRF."""
 from __future__ import annotations
 
 import os
-
 import re
 import shutil
 import subprocess
