@@ -26,21 +26,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.model import (  # noqa: E402
+from gateway.model import (
     EnrollmentRequest,
     Operation,
     Principal,
     PrincipalKind,
     Protocol,
 )
-from gateway.runtime import Gateway  # noqa: E402
-from gateway.setup import initialize  # noqa: E402
-from tests.support.pki import csr_der, make_csr  # noqa: E402
+from gateway.runtime import Gateway
+from gateway.setup import initialize
+from tests.support.pki import csr_der, make_csr
 
 
 def bare_sign(count: int, csrs: list[x509.CertificateSigningRequest]) -> float:
