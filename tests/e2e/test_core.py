@@ -26,7 +26,8 @@ def test_up_serves_https_chaining_to_the_trust_anchor(server: GatehouseServer) -
         with socket.create_connection((host, server.https_port), timeout=5) as raw, \
                 context.wrap_socket(raw, server_hostname=name) as tls:
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
-    response = httpx.get(f"{server.https_url}/readyz", verify=ssl.create_default_context(cafile=str(server.root_pem)))
+    trust = ssl.create_default_context(cafile=str(server.root_pem))
+    response = httpx.get(f"{server.https_url}/readyz", verify=trust)
     assert response.status_code == 200
     body = response.json()
     assert body["ready"] is True and body["checks"]["backend:internal"]["ok"] is True
@@ -229,3 +230,62 @@ def test_several_internal_cas_coexist(tmp_path: Path) -> None:
     assert roots[0].public_key() != roots[1].public_key()
     shown = run_cli(["ca", "show"], data_dir).stdout
     assert "backend internal:" in shown and "backend devices:" in shown
+
+
+def test_server_killed_mid_est_enrollment_answers_the_retry(tmp_path: Path) -> None:
+    """SIGKILL the *server* while an EST simpleenroll waits on the backend; after a restart,
+    the device's retry of the same CSR gets the certificate, issued exactly once."""
+    from tests.support.est import curl, openssl_csr, pkcs7_to_pem
+
+    data_dir = tmp_path / "est-crash"
+    run_cli(["init"], data_dir)
+    marker = tmp_path / "hang.marker"
+    config = (data_dir / "gatehouse.yaml").read_text()
+    config = config.replace("backends:\n", f"backends:\n  flaky:\n    type: test-hang-once\n"
+                                           f"    marker: {marker}\n    directory: ca\n", 1)
+    config = config.replace("    backend: internal\n", "    backend: flaky\n", 1)
+    config = config.replace("  max_delay: 15m\n", "  max_delay: 15m\n  lease: 2s\n"
+                                                  "  poll_interval: 1s\n")
+    (data_dir / "gatehouse.yaml").write_text(config)
+    run_cli(["user", "add", "default", "device1"], data_dir, stdin="device1-password\n")
+    csr = openssl_csr(tmp_path, "dev", "crash-est.example.test")
+
+    first = GatehouseServer(data_dir, command="serve").start()
+    url = f"{first.https_url}/.well-known/est/simpleenroll"
+    device = subprocess.Popen(
+        ["curl", "-sS", "--cacert", str(first.root_pem), "-u", "device1:device1-password",
+         "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{csr}", url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), first.log()
+    first.kill()  # the server dies between persist and issue
+    device.wait(30)
+    assert device.returncode != 0  # the device saw the connection drop
+
+    second = GatehouseServer(data_dir, command="serve").start()
+    try:
+        url = f"{second.https_url}/.well-known/est/simpleenroll"
+        status, _headers, body = 0, {}, b""
+        for _ in range(30):  # a device retries, honouring Retry-After
+            status, _headers, body = curl("--cacert", str(second.root_pem), "-u",
+                                          "device1:device1-password", "-H",
+                                          "Content-Type: application/pkcs10",
+                                          "--data-binary", f"@{csr}", url)
+            if status == 200:
+                break
+            assert status == 202, body
+            time.sleep(1)
+        assert status == 200, second.log()
+        pem = pkcs7_to_pem(body, tmp_path, "got").read_bytes()
+        leaf = x509.load_pem_x509_certificates(pem)[0]
+        assert leaf.subject.rfc4514_string() == "CN=crash-est.example.test"
+        listed = run_cli(["certs", "list", "--subject", "crash-est.example.test"], data_dir).stdout
+        rows = [line for line in listed.splitlines() if "crash-est.example.test" in line]
+        assert len(rows) == 1  # issued exactly once
+        requests_listed = run_cli(["requests", "list"], data_dir).stdout
+        rows = [line for line in requests_listed.splitlines() if "crash-est.example.test" in line]
+        assert len(rows) == 1 and " issued " in rows[0]  # one request, resumed
+    finally:
+        second.stop()
