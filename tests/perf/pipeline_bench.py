@@ -126,7 +126,7 @@ def main() -> None:
             asyncio.run(gateway.close())
     bare = rows[0][1]
     print(f"\n{args.count} certificates each, one process, one core\n")
-    print("| path | certs/s | µs per cert | × bare sign |")
+    print("| path | certs/s | µs per cert | x bare sign |")
     print("|---|---:|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {args.count / seconds:,.0f} | {seconds / args.count * 1e6:,.0f} "

@@ -30,7 +30,8 @@ def make_key(kind: str = "ec-p256") -> PrivateKey:
 def make_csr(cn: str | None = "device.example.test", *, dns: Sequence[str] = (),
              ips: Sequence[str] = (), emails: Sequence[str] = (), uris: Sequence[str] = (),
              key: PrivateKey | None = None, key_kind: str = "ec-p256",
-             extra_subject: Sequence[x509.NameAttribute] = ()) -> tuple[x509.CertificateSigningRequest, PrivateKey]:
+             extra_subject: Sequence[x509.NameAttribute] = (),
+             ) -> tuple[x509.CertificateSigningRequest, PrivateKey]:
     key = key or make_key(key_kind)
     attrs = list(extra_subject)
     if cn is not None:
