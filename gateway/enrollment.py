@@ -16,13 +16,10 @@ import datetime as dt
 import logging
 import random
 import time
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from ca_backends.base import BackendRejected, BackendUnavailable, RevocationSigner
 from gateway import codec, metrics
@@ -38,14 +35,20 @@ from gateway.model import (
     Operation,
     Outcome,
     Pending,
-    Principal,
-    PrincipalKind,
 )
-from gateway.model import Protocol as Proto
 from gateway.model import RequestState as S
-from gateway.policy import Explanation, Facts, PolicyEngine, RenewalContext
+from gateway.policy import Explanation, Facts, PolicyEngine
+from gateway.request_records import (
+    Known,
+    RequestView,
+    actor,
+    must,
+    renewal_context,
+    request_of,
+    result_of,
+    view,
+)
 from gateway.store import audit, certificates, requests
-from gateway.store.certificates import CertificateStatus
 from gateway.store.db import Database
 from gateway.store.tables import RequestRow
 
@@ -54,32 +57,6 @@ log = logging.getLogger("gatehouse.enrollment")
 T = TypeVar("T")
 
 _DRIVABLE = (S.RECEIVED, S.SUBMITTED, S.PENDING)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestView:
-    """A request as operators see it (CLI, admin API)."""
-
-    id: str
-    protocol: str
-    operation: str
-    profile: str
-    principal: str
-    subject: str
-    state: S
-    reason: str
-    backend: str | None
-    certificate_serial: str | None
-    attempts: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-def view(row: RequestRow) -> RequestView:
-    return RequestView(row.id, row.protocol, row.operation, row.profile,
-                       f"{row.principal_kind}:{row.principal_id}", row.subject, S(row.state),
-                       row.reason, row.backend, row.certificate_serial, row.attempts,
-                       row.created_at, row.updated_at)
 
 
 class EnrollmentService:
@@ -171,7 +148,7 @@ class EnrollmentService:
         renewal = None
         if request.operation in (Operation.RENEW, Operation.REKEY):
             with self._db.session() as session:
-                renewal = self._renewal_context(session, request)
+                renewal = renewal_context(session, request)
         return Facts(now=self._clock.now(), recent_requests=recent, renewal=renewal)
 
     async def resume(self, request_id: str) -> EnrollmentResult:
@@ -192,7 +169,7 @@ class EnrollmentService:
             row = requests.get(session, request_id)
             if row is None:
                 raise GatewayError(ErrorKind.NOT_FOUND, "no such request")
-            return self._result_of(session, row)
+            return result_of(session, row, self._clock.now())
 
     async def approve(self, request_id: str, *, by: str) -> EnrollmentResult:
         now = self._clock.now()
@@ -268,10 +245,10 @@ class EnrollmentService:
 
     def _decide_if_needed(self, request_id: str) -> S:
         with self._db.session() as session:
-            row = _must(requests.get(session, request_id))
+            row = must(requests.get(session, request_id))
             if row.state != S.RECEIVED:
                 return S(row.state)
-            request = _request_of(row)
+            request = request_of(row)
         return self._store_decision(request_id, self._policy.decide(request, self._facts(request)))
 
     def _store_decision(self, request_id: str, explanation: Explanation) -> S:
@@ -280,12 +257,12 @@ class EnrollmentService:
         decision = explanation.decision
         stored = codec.decision_to_json(decision, explanation.denial_kind)
         with self._db.session() as session:
-            row = _must(requests.get(session, request_id))
+            row = must(requests.get(session, request_id))
             row.sans = [str(i) for i in decision.sans]
             if decision.outcome is Outcome.DENIED:
                 requests.set_state(row, S.DENIED, now=now, reason=decision.reason,
                                    decision=stored, next_attempt_at=None)
-                audit.record(session, at=now, actor=_actor(row), action="request.denied",
+                audit.record(session, at=now, actor=actor(row), action="request.denied",
                              outcome="denied", request_id=row.id, profile=row.profile,
                              reason=decision.reason)
                 return S.DENIED
@@ -293,7 +270,7 @@ class EnrollmentService:
                 requests.set_state(row, S.HELD, now=now, reason=decision.reason,
                                    decision=stored, backend=decision.backend,
                                    next_attempt_at=None)
-                audit.record(session, at=now, actor=_actor(row), action="request.held",
+                audit.record(session, at=now, actor=actor(row), action="request.held",
                              outcome="held", request_id=row.id, profile=row.profile)
                 return S.HELD
             requests.set_state(row, S.SUBMITTED, now=now, reason="", decision=stored,
@@ -302,9 +279,9 @@ class EnrollmentService:
 
     async def _issue(self, request_id: str) -> None:
         with self._db.session() as session:
-            row = _must(requests.get(session, request_id))
-            request = _request_of(row)
-            decision = codec.decision_from_json(_must(row.decision))
+            row = must(requests.get(session, request_id))
+            request = request_of(row)
+            decision = codec.decision_from_json(must(row.decision))
             attempts = row.attempts
         outcome, backend_name, failure = await self._call_backends(request, decision)
         if isinstance(outcome, IssuedCertificate):
@@ -342,11 +319,11 @@ class EnrollmentService:
         if isinstance(outcome, Pending):
             now = self._clock.now()
             with self._db.session() as session:
-                row = _must(requests.get(session, request_id))
+                row = must(requests.get(session, request_id))
                 requests.set_state(row, S.PENDING, now=now, reason="pending at the CA",
                                    backend=backend_name, backend_ref=outcome.backend_ref,
                                    next_attempt_at=now + dt.timedelta(seconds=outcome.retry_after))
-                audit.record(session, at=now, actor=_actor(row), action="request.pending",
+                audit.record(session, at=now, actor=actor(row), action="request.pending",
                              outcome="pending", request_id=request_id, profile=row.profile,
                              backend=backend_name, backend_ref=outcome.backend_ref)
         elif isinstance(failure, BackendRejected):
@@ -358,8 +335,8 @@ class EnrollmentService:
 
     async def _poll(self, request_id: str) -> None:
         with self._db.session() as session:
-            row = _must(requests.get(session, request_id))
-            name, ref, attempts = _must(row.backend), _must(row.backend_ref), row.attempts
+            row = must(requests.get(session, request_id))
+            name, ref, attempts = must(row.backend), must(row.backend_ref), row.attempts
         backend = self._backends.get(name)
         try:
             outcome = await backend.poll(ref)
@@ -374,7 +351,7 @@ class EnrollmentService:
         else:
             now = self._clock.now()
             with self._db.session() as session:
-                row = _must(requests.get(session, request_id))
+                row = must(requests.get(session, request_id))
                 row.next_attempt_at = now + dt.timedelta(seconds=outcome.retry_after)
                 row.updated_at = now
 
@@ -390,10 +367,10 @@ class EnrollmentService:
             issuer_id = info.id if info else None
         with self._db.begin() as session:
             if request is not None:  # the fast path knows the request: no read needed
-                row: Any = _Known(request.profile, request.protocol.value, request.principal.id,
+                row: Any = Known(request.profile, request.protocol.value, request.principal.id,
                                   request.principal.kind.value, request.renewal_of, None)
             else:
-                row = _must(session.execute(
+                row = must(session.execute(
                     select(RequestRow.profile, RequestRow.protocol, RequestRow.principal_id,
                            RequestRow.principal_kind, RequestRow.renewal_of,
                            RequestRow.backend_ref)
@@ -429,7 +406,7 @@ class EnrollmentService:
         delay = delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
         now = self._clock.now()
         with self._db.session() as session:
-            row = _must(requests.get(session, request_id))
+            row = must(requests.get(session, request_id))
             requests.set_state(row, state, now=now, reason=f"retrying: {failure.detail}",
                                attempts=attempts, next_attempt_at=now + delay)
             audit.record(session, at=now, actor="gatehouse", action="request.retry",
@@ -439,7 +416,7 @@ class EnrollmentService:
     def _fail(self, request_id: str, reason: str, *, backend: str | None = None) -> None:
         now = self._clock.now()
         with self._db.session() as session:
-            row = _must(requests.get(session, request_id))
+            row = must(requests.get(session, request_id))
             requests.set_state(row, S.FAILED, now=now, reason=reason, next_attempt_at=None,
                                **({"backend": backend} if backend else {}))
             audit.record(session, at=now, actor="gatehouse", action="request.failed",
@@ -457,79 +434,6 @@ class EnrollmentService:
         with self._db.session() as session:
             row = requests.by_transaction(session, request.protocol.value, request.transaction_id)
             return row.id if row else None
-
-    @staticmethod
-    def _renewal_context(session: Session, request: EnrollmentRequest) -> RenewalContext | None:
-        if request.operation not in (Operation.RENEW, Operation.REKEY):
-            return None
-        if not request.renewal_of:
-            return RenewalContext(None, False)
-        row = certificates.get(session, request.renewal_of)
-        if row is None:
-            return RenewalContext(None, False)
-        return RenewalContext(x509.load_der_x509_certificate(row.der),
-                              row.status == CertificateStatus.REVOKED)
-
-    def _result_of(self, session: Session, row: RequestRow) -> EnrollmentResult:
-        state = S(row.state)
-        if state is S.ISSUED:
-            cert_row = _must(certificates.get(session, _must(row.certificate_serial)))
-            issued = IssuedCertificate(
-                serial=cert_row.serial, issuer=cert_row.issuer, subject=cert_row.subject,
-                sans=tuple(codec.identifier_from_text(s) for s in cert_row.sans),
-                not_before=cert_row.not_before, not_after=cert_row.not_after, der=cert_row.der,
-                chain=tuple(certificates.chain_of(cert_row)), backend=cert_row.backend,
-                backend_ref=cert_row.backend_ref)
-            return EnrollmentResult(row.id, state, certificate=issued)
-        if state is S.DENIED:
-            raise GatewayError(codec.denial_kind_of(row.decision), row.reason)
-        if state is S.FAILED:
-            raise GatewayError(ErrorKind.BACKEND_REJECTED, row.reason)
-        retry_after = None
-        if row.next_attempt_at is not None:
-            retry_after = max(1, int((row.next_attempt_at - self._clock.now()).total_seconds()))
-        if state is S.HELD:
-            retry_after = 60
-        return EnrollmentResult(row.id, state, reason=row.reason,
-                                retry_after=retry_after or 1)
-
-
-@dataclass(frozen=True, slots=True)
-class _Known:
-    profile: str
-    protocol: str
-    principal_id: str
-    principal_kind: str
-    renewal_of: str | None
-    backend_ref: str | None
-
-
-def _must(value: T | None) -> T:
-    if value is None:
-        raise GatewayError(ErrorKind.INTERNAL, "inconsistent request record")
-    return value
-
-
-def _actor(row: RequestRow) -> str:
-    return f"{row.principal_kind}:{row.principal_id}"
-
-
-def _request_of(row: RequestRow) -> EnrollmentRequest:
-    """Rebuild the protocol-neutral request from its stored form."""
-    return EnrollmentRequest(
-        protocol=Proto(row.protocol),
-        operation=Operation(row.operation),
-        profile=row.profile,
-        csr=x509.load_der_x509_csr(row.csr_der),
-        csr_der=row.csr_der,
-        principal=Principal(PrincipalKind(row.principal_kind), row.principal_id,
-                            dict(row.principal_attributes or {})),
-        proven_identifiers=tuple(codec.identifier_from_text(i) for i in row.proven_identifiers),
-        renewal_of=row.renewal_of,
-        requested_not_before=row.requested_not_before,
-        requested_not_after=row.requested_not_after,
-        transaction_id=row.transaction_id,
-    )
 
 
 __all__ = ["EnrollmentService", "RequestView"]

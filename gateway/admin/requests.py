@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Query, Request
 from gateway.admin import schemas
 from gateway.admin.errors import AdminError, responses
 from gateway.admin.security import AsAuditor, AsOperator, AuditedRoute, actor_of, gateway_of
-from gateway.enrollment import view
 from gateway.model import RequestState
+from gateway.request_records import view
 from gateway.store import requests
 from gateway.store.requests import RequestFilter
 

@@ -9,8 +9,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from gateway.enrollment import RequestView
 from gateway.model import EnrollmentResult, RevocationReason
+from gateway.request_records import RequestView
 from gateway.store.certificates import chain_of
 from gateway.store.tables import CertificateRow
 

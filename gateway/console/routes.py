@@ -22,8 +22,8 @@ from gateway.admin.security import actor_of, identify, record_call
 from gateway.auth.tokens import Role, TokenIdentity
 from gateway.console import actions
 from gateway.console.session import COOKIE, MAX_AGE, csrf_ok, csrf_token, signed_in
-from gateway.enrollment import view
 from gateway.model import RequestState
+from gateway.request_records import view
 from gateway.runtime import Gateway
 from gateway.store import certificates, requests
 from gateway.store.certificates import CertificateFilter, chain_of
