@@ -19,7 +19,7 @@ import time
 from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ca_backends.base import BackendRejected, BackendUnavailable, RevocationSigner
 from gateway import codec, metrics
@@ -216,6 +216,13 @@ class EnrollmentService:
                 await self._drive(request_id, leased=False)
             except GatewayError:
                 pass  # recorded in the request's state; nothing to answer here
+            except SQLAlchemyError:
+                raise  # the database, not this request: the next tick tries again
+            except Exception:
+                # A policy or backend bug on one stored request must not stall the
+                # retries of all the others: that request fails, with a generic reason.
+                log.exception("request failed unexpectedly", extra={"request_id": request_id})
+                self._fail(request_id, "internal error while processing the request")
             driven += 1
         return driven
 

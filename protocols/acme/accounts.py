@@ -52,11 +52,8 @@ def _eab_check(service: AcmeService, directory: Directory, binding: Any,
         raise unauthorized("the external account binding's 'url' is not newAccount")
     if parsed.kid is None or parsed.nonce is not None:
         raise malformed("the external account binding needs a 'kid' and no 'nonce'")
-    try:
-        inner = json.loads(parsed.payload)
-    except ValueError:
-        raise malformed("the external account binding's payload is not a JWK") from None
-    if not isinstance(inner, dict) or jws.thumbprint(inner) != jws.thumbprint(account_jwk):
+    inner = jws.json_object(parsed.payload, "the external account binding's payload")
+    if jws.thumbprint(inner) != jws.thumbprint(account_jwk):
         raise unauthorized("the external account binding does not bind this account key")
     key = eab.lookup(session, profile=directory.profile, kid=parsed.kid,
                      kek=eab.load_kek(service.gateway.data_dir), now=service.now())

@@ -49,10 +49,27 @@ def b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
+MAX_JSON_DEPTH = 32  # ACME objects nest a few levels; a deeper body is an attack
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _json_depth(data: bytes) -> int:
+    """How deep the arrays and objects of ``data`` nest, strings ignored."""
+    depth = deepest = 0
+    for bracket in _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from untrusted bytes, nested at most MAX_JSON_DEPTH levels."""
+    if _json_depth(data) > MAX_JSON_DEPTH:
+        raise malformed(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise malformed(f"{what} is not valid JSON") from None
     if not isinstance(value, dict):
         raise malformed(f"{what} must be a JSON object")
@@ -80,13 +97,13 @@ class ParsedJws:
     def payload_json(self) -> dict[str, Any]:
         if self.post_as_get:
             raise malformed("this resource needs a JSON payload, not POST-as-GET")
-        return _json_object(self.payload, "the JWS payload")
+        return json_object(self.payload, "the JWS payload")
 
 
 def parse(body: bytes, *, require_nonce: bool = True,
           algorithms: tuple[str, ...] = ALGORITHMS) -> ParsedJws:
     """Parse a flattened JWS; check the protected header's members (RFC 8555 §6.2)."""
-    outer = _json_object(body, "the request body")
+    outer = json_object(body, "the request body")
     if "signatures" in outer:
         raise malformed("the JWS must use the flattened JSON serialization with one signature")
     extra = set(outer) - {"protected", "payload", "signature", "header"}
@@ -99,7 +116,7 @@ def parse(body: bytes, *, require_nonce: bool = True,
             raise malformed(f"the JWS has no '{member}'")
     protected_b64 = outer["protected"]
     payload_b64 = outer["payload"]
-    protected = _json_object(b64decode(protected_b64, "protected header"), "the protected header")
+    protected = json_object(b64decode(protected_b64, "protected header"), "the protected header")
     payload = b64decode(payload_b64, "payload") if payload_b64 != "" else b""
     signature = b64decode(outer["signature"], "signature")
     alg = protected.get("alg")
