@@ -5,11 +5,16 @@ http-01, dns-01 and tls-alpn-01 and no External Account Binding, like pebble.  T
 validation ports and DNS resolver may be overridden from the environment
 (``GATEHOUSE_ACME_HTTP01_PORT``, ``GATEHOUSE_ACME_TLSALPN01_PORT``,
 ``GATEHOUSE_ACME_DNS_RESOLVER``) so tests can validate against loopback ports.
+
+Validation never connects to loopback, private, link-local or other non-public addresses
+unless ``validation_allow`` (``GATEHOUSE_ACME_VALIDATION_ALLOW``, comma-separated CIDRs)
+opens them, for labs and tests.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 from typing import Any, Literal
 
@@ -67,6 +72,8 @@ class AcmeServerSettings(BaseModel):
     http01_port: int = Field(default=80, ge=1, le=65535)
     tlsalpn01_port: int = Field(default=443, ge=1, le=65535)
     dns_resolver: str | None = None  # HOST:PORT; None: the system resolver
+    # CIDRs validation may reach although they are not publicly routable (labs, tests).
+    validation_allow: tuple[str, ...] = ()
     validation_timeout: dt.timedelta = dt.timedelta(seconds=10)  # one attempt
     validation_attempts: int = Field(default=3, ge=1, le=20)
     validation_retry_delay: dt.timedelta = dt.timedelta(seconds=2)
@@ -85,6 +92,21 @@ class AcmeServerSettings(BaseModel):
     def _resolver(cls, value: str | None) -> str | None:
         return _resolver_ok(value)
 
+    @field_validator("validation_allow", mode="before")
+    @classmethod
+    def _allow(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value or ())
+        out = []
+        for item in items:
+            text = item.strip() if isinstance(item, str) else ""
+            if not text and isinstance(item, str):
+                continue
+            try:
+                out.append(str(ipaddress.ip_network(text, strict=False)))
+            except ValueError:
+                raise ValueError(f"validation_allow: {item!r} is not a CIDR") from None
+        return tuple(out)
+
     @model_validator(mode="before")
     @classmethod
     def _environment(cls, data: Any) -> Any:
@@ -92,7 +114,8 @@ class AcmeServerSettings(BaseModel):
         data = dict(data) if isinstance(data, dict) else {}
         env = {"GATEHOUSE_ACME_HTTP01_PORT": "http01_port",
                "GATEHOUSE_ACME_TLSALPN01_PORT": "tlsalpn01_port",
-               "GATEHOUSE_ACME_DNS_RESOLVER": "dns_resolver"}
+               "GATEHOUSE_ACME_DNS_RESOLVER": "dns_resolver",
+               "GATEHOUSE_ACME_VALIDATION_ALLOW": "validation_allow"}
         for variable, key in env.items():
             value = os.environ.get(variable)
             if value:

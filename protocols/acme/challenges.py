@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from gateway.model import Identifier, IdentifierType
 from gateway.store import acme as store
 from gateway.store import audit
-from protocols.acme import validators
+from protocols.acme import addresses, http01, validators
 from protocols.acme.jws import key_authorization
 from protocols.acme.problems import AcmeProblem, ProblemType, malformed, not_found, unauthorized
 from protocols.acme.resources import challenge_json, order_transition
@@ -27,6 +27,8 @@ from protocols.acme.service import AcmeService, Directory, Reply, Signed
 
 log = logging.getLogger("gatehouse.acme")
 SWEEP_INTERVAL = 1.0
+# Failures a retry cannot cure: CAA forbids us, or the name points at a non-public address.
+_FINAL = frozenset({ProblemType.CAA, ProblemType.REJECTED_IDENTIFIER})
 NONCE_PURGE_EVERY = 60  # sweeps
 
 
@@ -73,7 +75,8 @@ class Validator:
         settings = service.server
         self._network = validators.Network(settings.http01_port, settings.tlsalpn01_port,
                                            settings.dns_resolver,
-                                           settings.validation_timeout.total_seconds())
+                                           settings.validation_timeout.total_seconds(),
+                                           addresses.parse_allow(settings.validation_allow))
 
     def kick(self, challenge_id: str) -> None:
         try:
@@ -122,7 +125,7 @@ class Validator:
 
     async def _check(self, job: Job) -> None:
         if job.kind == "http-01":
-            await validators.http01(self._network, job.identifier, job.token, job.key_auth)
+            await http01.http01(self._network, job.identifier, job.token, job.key_auth)
         elif job.kind == "dns-01":
             await validators.dns01(self._network, job.identifier, job.key_auth)
         elif job.kind == "tls-alpn-01":
@@ -143,7 +146,7 @@ class Validator:
                 store.fast_update(connection, "challenge", job.challenge_id, status="valid",
                                   validated=now, error=None, lease_until=None, attempts=attempts)
                 store.fast_update(connection, "authz", job.authz_id, status="valid")
-            elif failure.problem is not ProblemType.CAA and attempts < settings.validation_attempts:
+            elif failure.problem not in _FINAL and attempts < settings.validation_attempts:
                 store.fast_update(connection, "challenge", job.challenge_id, lease_until=None,
                                   attempts=attempts, detail=failure.detail,
                                   next_attempt_at=now + settings.validation_retry_delay)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from gateway.model import Identifier, IdentifierType
+from protocols.acme import addresses
 from protocols.acme.problems import AcmeProblem, ProblemType, Subproblem, malformed
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -39,8 +41,14 @@ def _dns_ok(value: str) -> str | None:
     return None
 
 
-def parse_order_identifiers(raw: Any, *, limit: int) -> list[Identifier]:
-    """Validate newOrder ``identifiers``; subproblems name each bad one."""
+def parse_order_identifiers(raw: Any, *, limit: int,
+                            allow: Iterable[addresses.IPNetwork] = ()) -> list[Identifier]:
+    """Validate newOrder ``identifiers``; subproblems name each bad one.
+
+    An IP identifier that validation may not reach (``addresses.allowed``: loopback,
+    private, link-local, metadata... unless ``allow`` opens it) is a rejectedIdentifier.
+    """
+    opened = tuple(allow)
     if not isinstance(raw, list) or not raw:
         raise malformed("'identifiers' must be a non-empty list")
     if len(raw) > limit:
@@ -71,6 +79,10 @@ def parse_order_identifiers(raw: Any, *, limit: int) -> list[Identifier]:
                 problems.append(Subproblem(ProblemType.MALFORMED, "not an IP address", shown))
                 continue
             identifier = Identifier(IdentifierType.IP, str(address))
+            if not addresses.allowed(address, opened):
+                problems.append(Subproblem(ProblemType.REJECTED_IDENTIFIER,
+                                           "the address is not publicly routable", shown))
+                continue
         else:
             problems.append(Subproblem(ProblemType.UNSUPPORTED_IDENTIFIER,
                                        f"identifier type {kind!r} is not supported", shown))

@@ -18,6 +18,7 @@ from gateway.store.acme_tables import (
 )
 from protocols.acme import identifiers as ids
 from protocols.acme import renewal
+from protocols.acme.addresses import parse_allow
 from protocols.acme.problems import (
     AcmeProblem,
     ProblemType,
@@ -117,7 +118,8 @@ def new_order(service: AcmeService, directory: Directory, signed: Signed) -> Rep
     payload = signed.jws.payload_json()
     account = _must_account(signed)
     found = ids.parse_order_identifiers(payload.get("identifiers"),
-                                        limit=directory.settings.max_identifiers)
+                                        limit=directory.settings.max_identifiers,
+                                        allow=parse_allow(service.server.validation_allow))
     profile = _order_profile(service, directory, payload.get("profile"))
     not_before = _time(payload.get("notBefore"), "notBefore")
     not_after = _time(payload.get("notAfter"), "notAfter")

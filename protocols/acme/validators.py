@@ -3,6 +3,12 @@ and the CAA check (RFC 8659).  Each raises ``ValidationFailed`` with a problem t
 
 Names resolve through the configured resolver (``acme.dns_resolver``, HOST:PORT) when
 there is one, else the system resolver, so tests can point everything at loopback.
+
+Server-side request forgery (issue #10 rule 7): every address validation connects to is
+checked against ``addresses.allowed`` *after* resolution, and the connection goes to that
+checked address (the name travels only in the Host header and SNI), so a DNS answer that
+changes between check and connect cannot steer it.  http-01 and its redirects are in
+protocols/acme/http01.py.  Failure details never echo what the target sent.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
 from gateway.model import Identifier, IdentifierType
+from protocols.acme import addresses
 from protocols.acme.jws import b64encode
 from protocols.acme.problems import ProblemType
 
 ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # RFC 8737 §6.1
-MAX_HTTP_RESPONSE = 64 * 1024
 
 
 class ValidationFailed(Exception):
@@ -46,6 +52,7 @@ class Network:
     tlsalpn01_port: int
     resolver: str | None  # HOST:PORT or None for the system resolver
     timeout: float
+    allow: tuple[addresses.IPNetwork, ...] = ()  # non-public ranges opened for labs
 
     def dns(self) -> dns.asyncresolver.Resolver:
         if self.resolver is None:
@@ -61,10 +68,24 @@ class Network:
 
 
 async def resolve(network: Network, identifier: Identifier) -> list[str]:
-    """Addresses to connect to for ``identifier``."""
+    """Addresses validation may connect to for ``identifier``: only allowed ones.
+
+    Non-public addresses are dropped (``addresses.allowed``); when none is left the
+    validation fails with a generic detail that names no address.
+    """
     if identifier.type is IdentifierType.IP:
-        return [identifier.value]
-    name = identifier.value
+        found = [identifier.value]
+    else:
+        found = await _lookup(network, identifier.value)
+    usable = [a for a in found if addresses.allowed(a, network.allow)]
+    if not usable:
+        raise ValidationFailed(ProblemType.REJECTED_IDENTIFIER,
+                               f"the address of {identifier.value.removeprefix('*.')} is "
+                               "not publicly routable")
+    return usable
+
+
+async def _lookup(network: Network, name: str) -> list[str]:
     if network.resolver is None:
         loop = asyncio.get_running_loop()
         try:
@@ -89,103 +110,6 @@ async def resolve(network: Network, identifier: Identifier) -> list[str]:
         raise ValidationFailed(ProblemType.DNS, f"no A/AAAA records for {name}"
                                + (f" ({errors[0]})" if errors else ""))
     return found
-
-
-def _host_header(identifier: Identifier) -> str:
-    if identifier.type is IdentifierType.IP and ":" in identifier.value:
-        return f"[{identifier.value}]"
-    return identifier.value
-
-
-async def http01(network: Network, identifier: Identifier, token: str, key_auth: str) -> None:
-    """RFC 8555 §8.3: GET http://NAME/.well-known/acme-challenge/TOKEN returns key_auth."""
-    addresses = await resolve(network, identifier)
-    last: ValidationFailed | None = None
-    for address in addresses:
-        try:
-            reader, writer = await asyncio.open_connection(address, network.http01_port)
-        except OSError as exc:
-            last = ValidationFailed(ProblemType.CONNECTION,
-                                    f"cannot connect to {address}:{network.http01_port}: "
-                                    f"{exc.strerror or exc}")
-            continue
-        try:
-            writer.write((f"GET /.well-known/acme-challenge/{token} HTTP/1.1\r\n"
-                          f"Host: {_host_header(identifier)}\r\nUser-Agent: gatehouse-acme\r\n"
-                          "Accept: */*\r\nConnection: close\r\n\r\n").encode("ascii"))
-            await writer.drain()
-            data = await _read_response(reader)
-        except OSError as exc:
-            raise ValidationFailed(ProblemType.CONNECTION, f"HTTP exchange failed: {exc}") from None
-        finally:
-            writer.close()
-        _check_http_response(data, key_auth)
-        return
-    assert last is not None
-    raise last
-
-
-async def _read_response(reader: asyncio.StreamReader) -> bytes:
-    """Headers, then Content-Length bytes (or up to EOF): servers may ignore Connection: close."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise ValidationFailed(ProblemType.CONNECTION, "HTTP response headers too large") from None
-    except asyncio.IncompleteReadError as exc:
-        return exc.partial
-    length = None
-    for line in head.lower().split(b"\r\n"):
-        if line.startswith(b"content-length:"):
-            try:
-                length = int(line.split(b":", 1)[1])
-            except ValueError:
-                raise ValidationFailed(ProblemType.CONNECTION, "bad Content-Length") from None
-    if length is not None:
-        if length > MAX_HTTP_RESPONSE:
-            raise ValidationFailed(ProblemType.UNAUTHORIZED, "the challenge response is too large")
-        try:
-            return head + await reader.readexactly(length)
-        except asyncio.IncompleteReadError as exc:
-            return head + exc.partial
-    body = b""
-    while len(body) <= MAX_HTTP_RESPONSE:
-        chunk = await reader.read(MAX_HTTP_RESPONSE)
-        if not chunk:
-            break
-        body += chunk
-    return head + body
-
-
-def _check_http_response(data: bytes, key_auth: str) -> None:
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        raise ValidationFailed(ProblemType.CONNECTION, "no complete HTTP response")
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or parts[1] != "200":
-        raise ValidationFailed(ProblemType.UNAUTHORIZED,
-                               f"the challenge URL answered {status_line[:80]!r}, not 200")
-    headers = head.lower()
-    if b"transfer-encoding: chunked" in headers:
-        body = _dechunk(body)
-    if body.strip() != key_auth.encode("ascii"):
-        raise ValidationFailed(ProblemType.INCORRECT_RESPONSE,
-                               "the key authorization served does not match")
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0], 16)
-        except ValueError:
-            raise ValidationFailed(ProblemType.CONNECTION, "bad chunked encoding") from None
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2:]
-    return out
 
 
 def dns01_value(key_auth: str) -> str:

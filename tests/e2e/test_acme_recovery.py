@@ -34,7 +34,8 @@ def test_validation_survives_a_killed_server(tmp_path: Path) -> None:
     threading.Thread(target=web.serve_forever, daemon=True).start()
     env = {"GATEHOUSE_ACME_HTTP01_PORT": str(web.server_address[1]),
            "GATEHOUSE_ACME_TLSALPN01_PORT": str(free_port()),
-           "GATEHOUSE_ACME_DNS_RESOLVER": dns.address}
+           "GATEHOUSE_ACME_DNS_RESOLVER": dns.address,
+           "GATEHOUSE_ACME_VALIDATION_ALLOW": "127.0.0.0/8,::1/128"}
     key = Key()
     first = GatehouseServer(data_dir, env=env).start()
     second = None

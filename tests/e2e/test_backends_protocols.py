@@ -69,7 +69,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, openbao: OpenBao,  # noqa: F81
     server = GatehouseServer(data_dir, env={
         **secrets, "GATEHOUSE_ACME_HTTP01_PORT": str(http01),
         "GATEHOUSE_ACME_TLSALPN01_PORT": str(free_port()),
-        "GATEHOUSE_ACME_DNS_RESOLVER": dns.address}).start()
+        "GATEHOUSE_ACME_DNS_RESOLVER": dns.address,
+        "GATEHOUSE_ACME_VALIDATION_ALLOW": "127.0.0.0/8,::1/128"}).start()
     # One key and one CSR for every protocol (RSA: scepclient only loads RSA keys).
     openssl("genrsa", "-traditional", "-out", "key.pem", "2048", cwd=work)  # PKCS#1 for scepclient
     openssl("req", "-new", "-key", "key.pem", "-subj", f"/CN={NAME}", "-addext",

@@ -53,7 +53,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_schema_url: str
     http01_port = free_port()
     env = {"GATEHOUSE_DATABASE_URL": postgres_schema_url,
            "GATEHOUSE_ACME_HTTP01_PORT": str(http01_port),
-           "GATEHOUSE_ACME_DNS_RESOLVER": dns.address}
+           "GATEHOUSE_ACME_DNS_RESOLVER": dns.address,
+           "GATEHOUSE_ACME_VALIDATION_ALLOW": "127.0.0.0/8,::1/128"}
     init_data_dir(data_dir, database_url=postgres_schema_url)  # also runs the migrations
     servers = []
     try:

@@ -44,7 +44,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     server = GatehouseServer(work / "gatehouse-data", env={
         "GATEHOUSE_ACME_HTTP01_PORT": str(http01),
         "GATEHOUSE_ACME_TLSALPN01_PORT": str(free_port()),
-        "GATEHOUSE_ACME_DNS_RESOLVER": dns.address}).start()
+        "GATEHOUSE_ACME_DNS_RESOLVER": dns.address,
+        "GATEHOUSE_ACME_VALIDATION_ALLOW": "127.0.0.0/8,::1/128"}).start()
     yield Env(server, dns, control, http01, work)
     server.stop()
     dns.stop()

@@ -52,7 +52,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     server = GatehouseServer(data_dir, env={
         "GATEHOUSE_ACME_HTTP01_PORT": str(http01),
         "GATEHOUSE_ACME_TLSALPN01_PORT": str(tlsalpn01),
-        "GATEHOUSE_ACME_DNS_RESOLVER": dns.address}).start()
+        "GATEHOUSE_ACME_DNS_RESOLVER": dns.address,
+        "GATEHOUSE_ACME_VALIDATION_ALLOW": "127.0.0.0/8,::1/128"}).start()
     yield Env(server, dns, control, http01, tlsalpn01, work)
     server.stop()
     dns.stop()

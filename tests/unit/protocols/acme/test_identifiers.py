@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.model import Identifier, IdentifierType
+from protocols.acme.addresses import parse_allow
 from protocols.acme.identifiers import check_csr_matches, parse_order_identifiers
 from protocols.acme.problems import AcmeProblem, ProblemType
 
@@ -18,10 +19,20 @@ DNS, IP = IdentifierType.DNS, IdentifierType.IP
 def test_valid_identifiers_normalised_and_deduplicated() -> None:
     found = parse_order_identifiers([{"type": "dns", "value": "WWW.Example.com"},
                                      {"type": "dns", "value": "www.example.com"},
-                                     {"type": "ip", "value": "::0:1"},
+                                     {"type": "ip", "value": "2606:4700:0::1"},
                                      {"type": "dns", "value": "*.example.com"}], limit=10)
-    assert found == sorted([Identifier(DNS, "www.example.com"), Identifier(IP, "::1"),
+    assert found == sorted([Identifier(DNS, "www.example.com"), Identifier(IP, "2606:4700::1"),
                             Identifier(DNS, "*.example.com")])
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "10.0.0.1", "169.254.169.254", "::1",
+                                   "fd00:ec2::254", "::ffff:127.0.0.1", "100.64.0.1"])
+def test_internal_addresses_rejected_unless_opened(value: str) -> None:
+    with pytest.raises(AcmeProblem) as info:
+        parse_order_identifiers([{"type": "ip", "value": value}], limit=10)
+    assert info.value.type is ProblemType.REJECTED_IDENTIFIER
+    opened = parse_allow(["0.0.0.0/0", "::/0"])
+    assert parse_order_identifiers([{"type": "ip", "value": value}], limit=10, allow=opened)
 
 
 @pytest.mark.parametrize("value", ["-bad.example", "a..b", "*.*.example.com", "foo.*.example.com",

@@ -16,13 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.model import Identifier, IdentifierType
-from protocols.acme import validators
+from protocols.acme import addresses, http01, validators
 from protocols.acme.problems import ProblemType
 from tests.support.dns_server import DnsTestServer
 from tests.support.server import free_port
 
 DNS, IP = IdentifierType.DNS, IdentifierType.IP
 KEY_AUTH = "tok.thumb"
+LOOPBACK = addresses.parse_allow(["127.0.0.0/8", "::1/128"])  # validation refuses it by default
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def dns_server() -> Iterator[DnsTestServer]:
 
 
 def network(dns_server: DnsTestServer, http: int = 1, tls: int = 1) -> validators.Network:
-    return validators.Network(http, tls, dns_server.address, 2.0)
+    return validators.Network(http, tls, dns_server.address, 2.0, LOOPBACK)
 
 
 async def _serve_http(body: bytes, status: str = "200 OK") -> tuple[asyncio.Server, int]:
@@ -52,22 +53,22 @@ def test_http01_success_and_failures(dns_server: DnsTestServer) -> None:
     async def go() -> None:
         server, port = await _serve_http(KEY_AUTH.encode() + b"\n")
         async with server:
-            await validators.http01(network(dns_server, http=port), Identifier(DNS, "h.test"),
-                                    "tok", KEY_AUTH)
-            await validators.http01(network(dns_server, http=port), Identifier(IP, "127.0.0.1"),
-                                    "tok", KEY_AUTH)
+            await http01.http01(network(dns_server, http=port), Identifier(DNS, "h.test"),
+                                "tok", KEY_AUTH)
+            await http01.http01(network(dns_server, http=port), Identifier(IP, "127.0.0.1"),
+                                "tok", KEY_AUTH)
             with pytest.raises(validators.ValidationFailed) as info:
-                await validators.http01(network(dns_server, http=port), Identifier(DNS, "h.test"),
-                                        "tok", "tok.other")
+                await http01.http01(network(dns_server, http=port), Identifier(DNS, "h.test"),
+                                    "tok", "tok.other")
             assert info.value.problem is ProblemType.INCORRECT_RESPONSE
         server, port = await _serve_http(b"nope", "404 Not Found")
         async with server:
             with pytest.raises(validators.ValidationFailed) as info:
-                await validators.http01(network(dns_server, http=port), Identifier(DNS, "h.test"),
-                                        "tok", KEY_AUTH)
+                await http01.http01(network(dns_server, http=port), Identifier(DNS, "h.test"),
+                                    "tok", KEY_AUTH)
             assert info.value.problem is ProblemType.UNAUTHORIZED
         with pytest.raises(validators.ValidationFailed) as info:
-            await validators.http01(network(dns_server, http=free_port()),
+            await http01.http01(network(dns_server, http=free_port()),
                                     Identifier(DNS, "h.test"), "tok", KEY_AUTH)
         assert info.value.problem is ProblemType.CONNECTION
 
@@ -119,7 +120,7 @@ async def _tls_check(context: ssl.SSLContext, net: validators.Network,
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
     async with server:
         port = server.sockets[0].getsockname()[1]
-        await validators.tlsalpn01(validators.Network(1, port, net.resolver, 2.0), identifier,
+        await validators.tlsalpn01(validators.Network(1, port, net.resolver, 2.0, LOOPBACK), identifier,
                                    KEY_AUTH)
 
 
