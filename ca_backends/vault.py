@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from typing import Any, Literal
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ca_backends.base import (
     BackendConfig,
@@ -51,6 +52,8 @@ from gateway.model import (
     Pending,
     RevocationReason,
 )
+
+log = logging.getLogger("gatehouse.backends.vault")
 
 # cryptography KeyUsage attribute names → Vault's key_usage names (x509.KeyUsage Go names).
 _KEY_USAGE = {
@@ -76,6 +79,17 @@ class VaultConfig(BackendConfig):
     auth: VaultAuthConfig
     ca_cert: str | None = None  # PEM bundle to verify Vault's TLS certificate; None: system
     timeout: float = Field(default=10.0, gt=0, le=300)  # seconds per HTTP call
+    # http:// sends the Vault token, every CSR and certificate in clear: refused unless
+    # this is set (labs; logged as a WARNING at start).
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> VaultConfig:
+        if self.url.lower().startswith("http://") and not self.allow_insecure_http:
+            raise ValueError("url: a Vault at http:// would get the token and every request "
+                             "in clear; use https:// (with ca_cert), or set "
+                             "allow_insecure_http: true for a lab")
+        return self
 
 
 def _path(config: VaultConfig, data_dir: Path, value: str) -> str:
@@ -364,6 +378,9 @@ def _retry_after(response: httpx.Response) -> int | None:
 
 
 def build_vault(name: str, config: VaultConfig, context: BackendContext) -> VaultBackend:
+    if not config.url.lower().startswith("https://"):
+        log.warning("Vault backend over plain HTTP (allow_insecure_http): the token and "
+                    "requests travel in clear", extra={"backend": name})
     return VaultBackend(name, config, Path(context.data_dir))
 
 

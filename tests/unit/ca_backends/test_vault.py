@@ -337,6 +337,7 @@ def test_colon_hex() -> None:
     ({"auth": {"method": "approle", "role_id": "r"}}, "secret_id"),
     ({"auth": {"method": "kerberos"}}, "method"),
     ({"url": "vault:8200"}, "url"),
+    ({"url": "http://vault:8200"}, "allow_insecure_http"),
     ({"mode": "issue"}, "mode"),
     ({"colour": "red"}, "colour"),
 ])
