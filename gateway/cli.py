@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csr", required=True)
     p.add_argument("--auth", default="admin", choices=[k.value for k in _principal_kinds()])
     p.add_argument("--protocol", default="manual", choices=["est", "scep", "acme", "manual"])
+    p.add_argument("--client-cert", help="PEM certificate the client authenticates with "
+                   "(with --protocol est --auth client-cert: est.client_cert_names)")
 
     ca = sub.add_parser("ca", help="certificate authorities").add_subparsers(
         dest="ca_command", required=True)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.cli_support import CliError, _gateway, _out, _pem_chain, _read_csr, _run
@@ -213,11 +214,20 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     from gateway.policy import Facts
 
     csr, der = _read_csr(args.csr)
+    attributes = {}
+    if args.client_cert:
+        from gateway.policy import certificate_names
+
+        try:
+            cert = x509.load_pem_x509_certificate(Path(args.client_cert).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"{args.client_cert}: not a PEM certificate ({exc})") from None
+        attributes["cert_names"] = json.dumps(certificate_names(cert))
     gateway = _gateway(args)
     request = EnrollmentRequest(
         protocol=Protocol(args.protocol), operation=Operation.ENROLL, profile=args.profile,
         csr=csr, csr_der=der,
-        principal=Principal(PrincipalKind(args.auth), "explain"))
+        principal=Principal(PrincipalKind(args.auth), "explain", attributes))
     explanation = gateway.policy.decide(request, Facts(now=dt.datetime.now(dt.UTC)))
     gateway.db.dispose()
     decision = explanation.decision

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from gateway.model import (
     Operation,
     Outcome,
     PrincipalKind,
+    Protocol,
 )
 
 _EKU_NAMES = {
@@ -218,6 +220,7 @@ class PolicyEngine:
 
         sans = self._sans(request, profile)
         checks.append("SANs allowed: " + (", ".join(map(str, sans)) or "(none)"))
+        checks.append(check_client_cert_names(request, profile, subject, sans))
         if not sans and len(subject) == 0:
             raise Denied(ErrorKind.POLICY_DENIED, "the CSR names no subject and no subjectAltName")
 
@@ -399,3 +402,50 @@ def _names_to_identifiers(names: x509.SubjectAlternativeName) -> list[Identifier
         elif isinstance(name, x509.UniformResourceIdentifier):
             out.append(Identifier(IdentifierType.URI, name.value))
     return out
+
+# -- names a certificate-authenticated EST client may request --------------------------
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """A certificate's CN values and SAN values (DNS, IP, email, URI), lower-cased."""
+    names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names += [i.value for i in _names_to_identifiers(ext.value)]
+    except (x509.ExtensionNotFound, ValueError):
+        pass
+    return sorted({name.lower() for name in names})
+
+
+def check_client_cert_names(request: EnrollmentRequest, profile: ProfileConfig,
+                            subject: x509.Name, sans: tuple[Identifier, ...]) -> str:
+    """``est.client_cert_names``: with ``match`` (the default) an EST client that
+    authenticated with a certificate may ask only for names that certificate carries
+    (each subject CN and each SAN must be one of its CN or SAN values); ``any`` lifts
+    this.  A renewal is held to the renewed certificate's names by ``_check_renewal``
+    instead.  The EST adapter puts the certificate's names in the principal's
+    ``cert_names`` attribute.  Returns the line ``policy explain`` prints."""
+    rule = profile.est.client_cert_names
+    principal = request.principal
+    if request.protocol is not Protocol.EST or principal.kind is not PrincipalKind.CLIENT_CERT:
+        return (f"EST client-certificate names rule: {rule} (applies to EST clients "
+                "authenticated by a certificate)")
+    if rule == "any":
+        return "EST client-certificate names rule: any (est.client_cert_names)"
+    if request.operation in (Operation.RENEW, Operation.REKEY):
+        # The renewal check compares the names with the certificate being renewed.
+        return "EST client-certificate names rule: match — by the renewal check"
+    raw = principal.attributes.get("cert_names")
+    if raw is None:
+        raise Denied(ErrorKind.FORBIDDEN, "no client certificate to compare the requested "
+                     "names with (est.client_cert_names: match)")
+    own = set(json.loads(raw))
+    wanted = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    wanted += [identifier.value for identifier in sans]
+    for name in wanted:
+        if name.lower() not in own:
+            raise Denied(ErrorKind.POLICY_DENIED,
+                         f"{name!r} is not a name of the client certificate "
+                         "(est.client_cert_names: match)")
+    return ("EST client-certificate names rule: match — requested names are among the "
+            "client certificate's: " + (", ".join(sorted(own)) or "(none)"))

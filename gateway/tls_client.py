@@ -152,11 +152,19 @@ class TlsHttpToolsProtocol(HttpToolsProtocol):
 
 
 def client_cert_anchor_paths(config: Any, data_dir: Path) -> list[Path]:
-    """Configured ``est.client_cert_anchors``, else each internal CA's ``root.pem``."""
+    """The CA files whose names the handshake offers as acceptable client-cert issuers.
+
+    Every profile's ``est.client_cert_anchors``, the top-level ``est.client_cert_anchors``
+    and each internal CA's ``root.pem`` (so a device picks the certificate it re-enrolls
+    with).  Names only: which certificate authenticates on which profile is decided by
+    the EST adapter (protocols.est.clientcert), per profile.
+    """
     from ca_backends.internal import InternalCaConfig
     from gateway.config import resolve_path
 
-    if config.est.client_cert_anchors:
-        return [resolve_path(data_dir, p) for p in config.est.client_cert_anchors]
-    return [resolve_path(data_dir, entry.directory) / "root.pem"
-            for entry in config.backends.values() if isinstance(entry, InternalCaConfig)]
+    values = list(config.est.client_cert_anchors)
+    for profile in config.profiles.values():
+        values += [p for p in profile.est.client_cert_anchors if p not in values]
+    paths = [resolve_path(data_dir, p) for p in values]
+    return paths + [resolve_path(data_dir, entry.directory) / "root.pem"
+                    for entry in config.backends.values() if isinstance(entry, InternalCaConfig)]

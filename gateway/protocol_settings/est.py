@@ -1,8 +1,8 @@
 """EST settings (RFC 7030): a profile's ``est:`` section and the top-level ``est:`` section.
 
 Defaults make ``gatehouse up``'s default profile serve EST at ``/.well-known/est/`` with
-HTTP Basic users (``gatehouse user add``) or TLS client certificates issued by the
-gateway's own CAs.
+HTTP Basic users (``gatehouse user add``); re-enrollment with the certificate the profile
+issued; enrollment with a client certificate only from the profile's own anchors.
 """
 
 from __future__ import annotations
@@ -56,6 +56,18 @@ class EstProfileSettings(BaseModel):
     # RFC 7030 §3.5: the CSR's challengePassword must carry the TLS 1.2 tls-unique value.
     channel_binding: bool = False
     retry_after: int = Field(default=60, ge=1, le=86400)  # seconds, for 202 answers
+    # PEM files (relative to the data directory) of the CAs whose certificates
+    # authenticate simpleenroll, serverkeygen and fullcmc on this profile, e.g. a
+    # manufacturer's IDevID CA.  Empty: no client-certificate enrollment.  The gateway's
+    # own CAs are trusted here only if listed (docs/est.md, docs/security.md rule 2).
+    client_cert_anchors: list[str] = []
+    # Which names a certificate-authenticated client may request: "match" (each CN and
+    # subjectAltName must be one of the client certificate's CN / SAN values) or "any".
+    client_cert_names: Literal["match", "any"] = "match"
+    # simplereenroll accepts only a certificate issued under this profile (current,
+    # unrevoked, same names, RFC 7030 §4.2.2).  True: it also accepts a certificate from
+    # ``client_cert_anchors``, treated as a first enrollment under ``client_cert_names``.
+    reenroll_from_anchors: bool = False
 
     @field_validator("label")
     @classmethod
@@ -74,9 +86,10 @@ class EstServerSettings(BaseModel):
     """Process-wide EST settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # PEM files of CAs whose client certificates authenticate EST clients (RFC 7030
-    # §3.3.2).  Empty: the roots of the configured internal CAs, so devices re-enroll
-    # with the certificates the gateway gave them.
+    # Extra CA certificates (PEM files) named to TLS clients as acceptable issuers in the
+    # handshake's CertificateRequest, beside every profile's ``est.client_cert_anchors``
+    # and the internal CAs' roots.  Names only: it authenticates nobody; trust is per
+    # profile (``profiles.<name>.est.client_cert_anchors``).
     client_cert_anchors: list[str] = []
     # Reverse proxies (addresses or CIDR networks) allowed to pass the client
     # certificate in ``client_cert_header`` (URL-encoded PEM, as nginx's

@@ -20,8 +20,8 @@ from ca_backends.base import RevocationSigner, RevokedEntry, Unsupported
 from gateway.backends import Backends
 from gateway.clock import Clock
 from gateway.errors import ErrorKind, GatewayError
-from gateway.model import RevocationReason
-from gateway.store import audit, certificates
+from gateway.model import Principal, PrincipalKind, RevocationReason
+from gateway.store import audit, certificates, requests
 from gateway.store.certificates import CertificateStatus
 from gateway.store.db import Database
 from gateway.store.tables import CertificateRow, CrlRow
@@ -30,6 +30,28 @@ log = logging.getLogger("gatehouse.revocation")
 
 CRL_VALIDITY = dt.timedelta(days=1)
 OCSP_VALIDITY = dt.timedelta(hours=1)
+
+
+def holder_may_revoke(session: Session, row: CertificateRow, principal: Principal,
+                      profile: str) -> bool:
+    """Whether a protocol client may revoke ``row`` as its holder (not as an operator).
+
+    The certificate must belong to the profile the client speaks to, and the client must
+    be the principal that enrolled it (same kind *and* id: an EST user name is unique
+    only within its profile) or the certificate itself (a client-certificate principal
+    with the same SHA-256 fingerprint).  Operators revoke through the CLI, the admin API
+    or the console, which do not ask this.  ACME keeps RFC 8555 §7.6's own rule
+    (protocols.acme.revoke): the ordering account or the certificate's key.
+    """
+    if row.profile != profile:
+        return False
+    if principal.kind is PrincipalKind.CLIENT_CERT \
+            and principal.attributes.get("sha256") == row.fingerprint_sha256:
+        return True
+    request = requests.get(session, row.request_id) if row.request_id else None
+    return (request is not None and request.profile == profile
+            and request.principal_kind == principal.kind.value
+            and request.principal_id == principal.id)
 
 
 class RevocationService:

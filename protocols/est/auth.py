@@ -1,7 +1,9 @@
 """Who is asking: HTTP Basic (RFC 7617) and TLS client certificates (RFC 7030 §3.2.3, §3.3.2).
 
 A profile's ``est.auth`` says what is required: ``any`` (either), ``password``,
-``client-cert`` or ``both``.  The client certificate comes from the TLS connection
+``client-cert`` or ``both``.  Client certificates are trusted per profile
+(protocols.est.clientcert): the profile's anchors for enrollment, the profile's own
+certificates for re-enrollment.  The client certificate comes from the TLS connection
 (``scope["extensions"]["tls"]``, filled by gateway.tls_client) or, only when the TCP peer
 is a configured trusted proxy, from the proxy's header (URL-encoded PEM).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +25,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.auth.users import UserDirectory
 from gateway.errors import ErrorKind, GatewayError
 from gateway.model import Principal, PrincipalKind
+from gateway.policy import certificate_names
+from gateway.protocol_settings.est import EstProfileSettings
 from gateway.runtime import Gateway
 from protocols.est.clientcert import ClientCertValidator
 
@@ -78,15 +83,45 @@ class Authenticator:
 
     # -- checks ------------------------------------------------------------------------
 
-    def client_cert(self, creds: Credentials) -> x509.Certificate | None:
-        """The validated client certificate, None when none was presented."""
+    def client_cert(self, profile: str, creds: Credentials) -> x509.Certificate | None:
+        """The TLS client certificate as a key holder on ``profile`` (fullcmc signer,
+        serverkeygen recipient): issued by the gateway under ``profile`` or under the
+        profile's anchors.  None when none was presented; raises FORBIDDEN otherwise."""
         if creds.client_cert_der is None:
             return None
-        return self._certs.validate(creds.client_cert_der, self._gateway.clock.now())
+        now = self._gateway.clock.now()
+        try:
+            return self._certs.issued_under(profile, creds.client_cert_der, now)
+        except GatewayError:
+            return self._certs.from_anchors(profile, creds.client_cert_der, now)
+
+    def reenroll_cert(self, profile: str, settings: EstProfileSettings,
+                      creds: Credentials) -> tuple[x509.Certificate, bool] | None:
+        """The certificate a simplereenroll renews (RFC 7030 §4.2.2), and whether the
+        gateway issued it under ``profile`` (else: an anchor certificate, accepted only
+        with ``est.reenroll_from_anchors``).  None when none was presented."""
+        if creds.client_cert_der is None:
+            return None
+        now = self._gateway.clock.now()
+        try:
+            return self._certs.issued_under(profile, creds.client_cert_der, now), True
+        except GatewayError:
+            if not settings.reenroll_from_anchors:
+                raise
+            return self._certs.from_anchors(profile, creds.client_cert_der, now), False
 
     def principal(self, profile: str, mode: str, creds: Credentials) -> Principal:
-        """Authenticate for an enrollment on ``profile`` under the EST auth ``mode``."""
-        cert = self.client_cert(creds) if mode != "password" else None
+        """Authenticate for an enrollment on ``profile`` under the EST auth ``mode``.
+
+        A client certificate authenticates only if issued under the profile's own
+        ``est.client_cert_anchors``; with ``any`` and HTTP Basic credentials present,
+        the password decides and the certificate is not consulted.
+        """
+        cert = None
+        wants_cert = mode in ("client-cert", "both") or (mode == "any" and creds.basic is None)
+        if wants_cert and creds.client_cert_der is not None:
+            cert = self._certs.from_anchors(profile, creds.client_cert_der,
+                                            self._gateway.clock.now())
         user = None
         if creds.basic is not None and mode != "client-cert":
             user = self._users.verify(profile, *creds.basic)
@@ -101,7 +136,7 @@ class Authenticator:
                 attributes["client_cert_serial"] = format(cert.serial_number, "x")
             return Principal(PrincipalKind.PASSWORD, user.name, attributes)
         if cert is not None:
-            return cert_principal(cert)
+            return cert_principal(cert, profile)
         wanted = {"password": "HTTP Basic credentials",
                   "client-cert": "a TLS client certificate"}.get(
                       mode, "HTTP Basic credentials or a TLS client certificate")
@@ -113,13 +148,17 @@ class Authenticator:
             raise unauthorized("this profile needs HTTP Basic credentials as well")
 
 
-def cert_principal(cert: x509.Certificate) -> Principal:
+def cert_principal(cert: x509.Certificate, profile: str = "") -> Principal:
+    """The principal of a certificate-authenticated client; ``cert_names`` (its CN and
+    SAN values, JSON) is what the policy's ``est.client_cert_names`` rule compares."""
     serial = format(cert.serial_number, "x")
     return Principal(PrincipalKind.CLIENT_CERT, serial, {
         "serial": serial,
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
         "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "profile": profile,
+        "cert_names": json.dumps(certificate_names(cert)),
     })
 
 

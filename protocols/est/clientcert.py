@@ -1,9 +1,11 @@
-"""Validation of EST client certificates (RFC 7030 §3.3.2), done by the application.
+"""Validation of EST client certificates (RFC 7030 §3.3.2), done by the application,
+per profile.
 
 The TLS layer accepts any certificate (gateway.tls_client) so that refusals are EST
 answers: 403 with a one-line reason for a certificate that is unparseable, outside its
-validity, not issued under a configured trust anchor (RFC 5280 §6 path validation by
-``cryptography.x509.verification``), or revoked in the gateway's inventory.
+validity, not issued under the profile's trust anchors (RFC 5280 §6 path validation by
+``cryptography.x509.verification``), not issued by the gateway under this profile (for
+re-enrollment), or revoked in the gateway's inventory.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from cryptography.x509.verification import (
 )
 
 from ca_backends.base import RevocationSigner
+from gateway.config import resolve_path
 from gateway.errors import ErrorKind, GatewayError
 from gateway.runtime import Gateway
 from gateway.store import certificates
 from gateway.store.certificates import CertificateStatus
-from gateway.tls_client import client_cert_anchor_paths
 
 log = logging.getLogger("gatehouse.est")
 
@@ -52,26 +54,45 @@ def _load_pem_file(path: Path) -> list[x509.Certificate]:
         return []
 
 
+class _Anchors:
+    """One profile's trust anchors, and the CA certificates that complete chains to them."""
+
+    def __init__(self, certs: list[x509.Certificate]) -> None:
+        self.roots = [c for c in certs if c.issuer == c.subject]
+        self.intermediates = [c for c in certs if c.issuer != c.subject]
+        self.store = Store(self.roots) if self.roots else None
+
+
 class ClientCertValidator:
-    """Validates a client's leaf certificate; completes its chain from known CAs."""
+    """Validates a client's leaf certificate for one profile (RFC 7030 §3.3.2).
+
+    Two questions, asked separately because they grant different things:
+
+    * ``from_anchors``: is it issued under the profile's ``est.client_cert_anchors``
+      (path validation)?  That authenticates simpleenroll, serverkeygen and fullcmc.
+    * ``issued_under``: is it a current, unrevoked certificate this gateway issued under
+      this very profile (the inventory holds it byte for byte)?  That authenticates
+      simplereenroll of that certificate, and nothing else.
+    """
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
-        anchors: list[x509.Certificate] = []
-        intermediates: list[x509.Certificate] = []
-        for path in client_cert_anchor_paths(gateway.config, gateway.data_dir):
-            for cert in _load_pem_file(path):
-                (anchors if cert.issuer == cert.subject else intermediates).append(cert)
-        # The gateway's own issuing CAs, so its certificates chain without help.
+        # The gateway's own issuing CAs complete chains only when a profile lists the
+        # gateway's root as an anchor; they are never anchors themselves.
+        self._issuing: list[x509.Certificate] = []
         for _name, backend in gateway.backends.items():
             if isinstance(backend, RevocationSigner):
-                intermediates.extend(issuer.certificate for issuer in backend.issuers())
-        self._anchors = anchors
-        self._intermediates = intermediates
-        self._store = Store(anchors) if anchors else None
+                self._issuing.extend(issuer.certificate for issuer in backend.issuers())
+        self._anchors: dict[str, _Anchors] = {}
+        for name, profile in gateway.config.profiles.items():
+            certs: list[x509.Certificate] = []
+            for value in profile.est.client_cert_anchors:
+                certs.extend(_load_pem_file(resolve_path(gateway.data_dir, value)))
+            self._anchors[name] = _Anchors(certs)
 
-    def validate(self, der: bytes, now: dt.datetime) -> x509.Certificate:
-        """The parsed certificate if acceptable; raises FORBIDDEN with the reason."""
+    @staticmethod
+    def parse(der: bytes, now: dt.datetime) -> x509.Certificate:
+        """The certificate, if it parses and ``now`` is within its validity."""
         try:
             cert = x509.load_der_x509_certificate(der)
             not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -81,20 +102,45 @@ class ClientCertValidator:
             raise _forbidden(f"it expired on {not_after.isoformat()}")
         if now < not_before:
             raise _forbidden(f"it is not valid before {not_before.isoformat()}")
-        if self._store is None:
-            raise _forbidden("no client-certificate trust anchors are configured")
-        intermediates = [c for c in self._intermediates if c.subject == cert.issuer]
-        verifier = (PolicyBuilder().store(self._store).time(now)
+        return cert
+
+    def from_anchors(self, profile: str, der: bytes, now: dt.datetime) -> x509.Certificate:
+        """The certificate if issued under ``profile``'s anchors; raises FORBIDDEN."""
+        cert = self.parse(der, now)
+        anchors = self._anchors.get(profile)
+        if anchors is None or anchors.store is None:
+            raise _forbidden(f"profile {profile!r} trusts no client-certificate issuer "
+                             "(est.client_cert_anchors)")
+        intermediates = [c for c in anchors.intermediates + self._issuing
+                         if c.subject == cert.issuer]
+        verifier = (PolicyBuilder().store(anchors.store).time(now)
                     .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
                     .build_client_verifier())
         try:
             verifier.verify(cert, intermediates)
         except (VerificationError, ValueError, UnsupportedAlgorithm) as exc:
-            raise _forbidden("it is not issued by a trusted CA") from exc
+            raise _forbidden("it is not issued by a trusted CA of this profile") from exc
         with self._gateway.db.session() as session:
             row = certificates.get(session, format(cert.serial_number, "x"))
             revoked = (row is not None and row.status == CertificateStatus.REVOKED
                        and row.issuer == cert.issuer.rfc4514_string())
+        if revoked:
+            raise _forbidden("it is revoked")
+        return cert
+
+    def issued_under(self, profile: str, der: bytes, now: dt.datetime) -> x509.Certificate:
+        """The certificate if the gateway issued exactly it under ``profile``, and it is
+        neither expired nor revoked; raises FORBIDDEN with the reason."""
+        cert = self.parse(der, now)
+        with self._gateway.db.session() as session:
+            row = certificates.get(session, format(cert.serial_number, "x"))
+            known = row is not None and row.der == der
+            same_profile = known and row is not None and row.profile == profile
+            revoked = known and row is not None and row.status == CertificateStatus.REVOKED
+        if not known:
+            raise _forbidden("it is not a certificate this gateway issued")
+        if not same_profile:
+            raise _forbidden(f"it was not issued under profile {profile!r}")
         if revoked:
             raise _forbidden("it is revoked")
         return cert

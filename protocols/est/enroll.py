@@ -177,19 +177,27 @@ class Enroller:
     async def simplereenroll(self, call: Call) -> Reply:
         """RFC 7030 §4.2.2: renew or rekey the certificate the client authenticates with."""
         creds = self._auth.credentials(call.scope, call.headers)
-        cert = self._auth.client_cert(creds)
-        if cert is None:
+        found = self._auth.reenroll_cert(call.profile, call.settings, creds)
+        if found is None:
             raise unauthorized("re-enrollment needs the TLS client certificate being renewed")
+        cert, issued_here = found
         if call.settings.auth == "both":
             self._auth.check_password(call.profile, creds)
         csr, der = self.read_csr(call)
         self.check_channel_binding(call, creds, csr)
+        principal = cert_principal(cert, call.profile)
+        if not issued_here:
+            # est.reenroll_from_anchors: an anchor certificate renews nothing here; the
+            # request is a first enrollment under est.client_cert_names.
+            result = await self.submit(call, Operation.ENROLL, csr, der, principal)
+            return self.answer(call, result)
         try:
             same_key = public_key_bytes(csr.public_key()) == public_key_bytes(cert.public_key())
         except ValueError as exc:
             raise GatewayError(ErrorKind.BAD_CSR, "the CSR's public key cannot be read") from exc
         operation = Operation.RENEW if same_key else Operation.REKEY
-        result = await self.submit(call, operation, csr, der, cert_principal(cert),
+        # The policy's renewal check compares subject and SANs with the inventory's copy.
+        result = await self.submit(call, operation, csr, der, principal,
                                    renewal_of=format(cert.serial_number, "x"))
         return self.answer(call, result)
 

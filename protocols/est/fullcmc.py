@@ -8,9 +8,10 @@ CMCFailInfo badRequest naming the body part.  The request must be signed (by a
 requested key, a certificate it carries, or the TLS client certificate); the answer is
 a PKIResponse signed with the gateway's TLS server key, certificates in SignedData.
 
-Authentication is EST's (profile ``est.auth``).  A revocation is allowed for the
-principal that enrolled the certificate or for the certificate itself (client
-certificate authentication with that certificate).  CMC-level outcomes are HTTP 200 with
+Authentication is EST's (profile ``est.auth``).  A revocation is allowed only for a
+certificate of the label's profile, and only for the principal that enrolled it (same
+kind, id and profile) or for the certificate itself authenticating as the TLS client
+(gateway.revocation.service.holder_may_revoke).  CMC-level outcomes are HTTP 200 with
 the status inside; transport errors (auth, media type, base64) are HTTP errors.
 """
 
@@ -27,7 +28,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from gateway.errors import ErrorKind, GatewayError
-from gateway.model import Operation, Principal, PrincipalKind, RequestState, RevocationReason
+from gateway.model import Operation, Principal, RequestState, RevocationReason
+from gateway.revocation.service import holder_may_revoke
 from gateway.store import certificates
 from protocols.est import cmc
 from protocols.est.cmssig import SignedContent, open_signed
@@ -57,7 +59,7 @@ async def fullcmc(enroller: Enroller, call: Call) -> Reply:
     auth = enroller.auth
     creds = auth.credentials(call.scope, call.headers)
     principal = auth.principal(call.profile, call.settings.auth, creds)
-    client_cert = auth.client_cert(creds) if creds.client_cert_der else None
+    client_cert = auth.client_cert(call.profile, creds)
     require_media_type(call.header(b"content-type"), PKCS7)
     der = decode_body(call.body, call.header(b"content-transfer-encoding"), what="CMC request")
     answer = _Answer()
@@ -147,13 +149,13 @@ async def _process(enroller: Enroller, call: Call, principal: Principal,
             answer.add(cmc.OID_SENDER_NONCE, core.OctetString(os.urandom(16)))
     for control in controls:
         if control["attr_type"].dotted == cmc.OID_REVOKE_REQUEST:
-            await _revoke(enroller, principal, control, answer)
+            await _revoke(enroller, call, principal, control, answer)
     for request in pki_data["req_sequence"]:
         await _enroll(enroller, call, principal, request, answer)
 
 
-async def _revoke(enroller: Enroller, principal: Principal, control: cmc.TaggedAttribute,
-                  answer: _Answer) -> None:
+async def _revoke(enroller: Enroller, call: Call, principal: Principal,
+                  control: cmc.TaggedAttribute, answer: _Answer) -> None:
     part = control["body_part_id"].native
     try:
         revoke = cmc.RevokeRequest.load(control["attr_values"][0].dump())
@@ -169,9 +171,8 @@ async def _revoke(enroller: Enroller, principal: Principal, control: cmc.TaggedA
     with gateway.db.session() as session:
         row = certificates.get(session, serial)
         found = row is not None and asn1_x509.Certificate.load(row.der).issuer == issuer
-        allowed = found and row is not None and (
-            row.principal_id == principal.id
-            or (principal.kind is PrincipalKind.CLIENT_CERT and principal.id == row.serial))
+        allowed = found and row is not None and holder_may_revoke(session, row, principal,
+                                                                  call.profile)
     try:
         if not found:
             raise GatewayError(ErrorKind.NOT_FOUND, f"no certificate {serial} from that issuer")

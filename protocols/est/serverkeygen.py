@@ -103,7 +103,7 @@ async def serverkeygen(enroller: Enroller, call: Call) -> Reply:
         if oid == OID_DECRYPT_KEY_ID:
             kek = (key_id, _kek(enroller, key_id))
         else:
-            recipient = auth.client_cert(creds)
+            recipient = auth.client_cert(call.profile, creds)
             if recipient is None:
                 raise GatewayError(ErrorKind.FORBIDDEN, "an encrypted key needs the TLS client "
                                    "certificate named by AsymmetricDecryptKeyIdentifier")

@@ -21,16 +21,19 @@ from tests.support.est import (
     openssl_csr,
     pkcs7_to_pem,
     start_est_server,
+    write_key,
 )
 from tests.support.server import GatehouseServer, run_cli
 
 pytestmark = pytest.mark.e2e
 
+EXTRA = TestCa.create("Extra Device CA")
+
 
 @pytest.fixture(scope="module")
 def est(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatehouseServer]:
     data_dir = tmp_path_factory.mktemp("est") / "gatehouse-data"
-    server = start_est_server(data_dir, TestCa.create("Extra Device CA"))
+    server = start_est_server(data_dir, EXTRA)
     yield server
     server.stop()
 
@@ -267,7 +270,11 @@ def _multipart(body: bytes, boundary: str) -> list[tuple[str, bytes]]:
 
 def test_both_auth_profile_needs_password_and_certificate(est: GatehouseServer,
                                                           tmp_path: Path) -> None:
-    cert = _enroll(est, tmp_path, "both", "both.example.test")
+    # The client certificate comes from the profile's anchor (a device CA).
+    device_cert, device_key = EXTRA.issue("both.example.test")
+    cert = tmp_path / "both.pem"
+    cert.write_bytes(device_cert.public_bytes(Encoding.PEM))
+    write_key(tmp_path, "both", device_key)
     csr = openssl_csr(tmp_path, "both2", "both2.example.test")
     url = est_url(est, "simpleenroll", "strict")
     common = ["--cacert", str(est.root_pem), "-H", "Content-Type: application/pkcs10",

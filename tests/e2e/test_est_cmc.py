@@ -219,7 +219,10 @@ def test_serverkeygen_encrypted_for_the_client_certificate(est: GatehouseServer,
                               _tag=_ASN1Type.OctetString)
                .sign(throwaway, hashes.SHA256()))  # type: ignore[arg-type]
     (tmp_path / "enc.b64").write_bytes(base64.encodebytes(request.public_bytes(Encoding.DER)))
-    status, headers, body = curl("--cacert", str(est.root_pem), "--cert", str(cert_pem),
+    # HTTP Basic authenticates; the TLS client certificate (issued under this profile)
+    # is the recipient of the encrypted key.
+    status, headers, body = curl("--cacert", str(est.root_pem), "-u", f"dev:{PASSWORD}",
+                                 "--cert", str(cert_pem),
                                  "--key", str(tmp_path / "rsa.key"), "-H",
                                  "Content-Type: application/pkcs10", "--data-binary",
                                  f"@{tmp_path / 'enc.b64'}", est_url(est, "serverkeygen"))

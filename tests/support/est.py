@@ -85,7 +85,7 @@ def start_est_server(data_dir: Path, extra_anchor: TestCa, *, workers: int = 1,
     path = data_dir / "gatehouse.yaml"
     config = yaml.safe_load(path.read_text())
     (data_dir / "extra-anchor.pem").write_bytes(extra_anchor.pem())
-    config["est"] = {"client_cert_anchors": ["ca/root.pem", "extra-anchor.pem"]}
+    config["est"] = {}
     if trusted_proxy:
         config["est"]["trusted_proxies"] = ["127.0.0.2/32"]
     env = {}
@@ -93,12 +93,16 @@ def start_est_server(data_dir: Path, extra_anchor: TestCa, *, workers: int = 1,
         config["est"]["serverkeygen_keks"] = {kek[0]: "EST_TEST_KEK"}
         env["EST_TEST_KEK"] = kek[1]
     default = config["profiles"]["default"]
+    # Client certificates from the test's device CA authenticate enrollment on the
+    # default profile; the gateway's own certificates only re-enroll (security rule 2).
+    default["est"] = {**(default.get("est") or {}), "client_cert_anchors": ["extra-anchor.pem"]}
     config["profiles"]["iot"] = {**default, "approval": "manual",
                                  "est": {"label": "iot", "csrattrs": {
                                      "key_type": "ec-p256", "required_sans": ["dns"]}}}
     config["profiles"]["bound"] = {**default, "est": {"label": "bound",
                                                       "channel_binding": True}}
-    config["profiles"]["strict"] = {**default, "est": {"label": "strict", "auth": "both"}}
+    config["profiles"]["strict"] = {**default, "est": {"label": "strict", "auth": "both",
+                                                       "client_cert_anchors": ["extra-anchor.pem"]}}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     for profile in ("default", "iot", "bound", "strict"):
         run_cli(["user", "add", profile, "dev"], data_dir, stdin=PASSWORD + "\n")
