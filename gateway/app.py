@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ErrorKind, GatewayError, client_detail
 from gateway.middleware import BodyLimitMiddleware, UnexpectedErrorMiddleware
 from gateway.revocation.routes import router as revocation_router
 from gateway.runtime import Gateway
@@ -16,6 +17,12 @@ from gateway.runtime import Gateway
 # Protocol front ends mounted when present; each exposes ``router`` (an APIRouter).
 PROTOCOL_MODULES = ("protocols.est.router", "protocols.scep.router", "protocols.acme.router",
                     "gateway.admin.router")  # admin API, console, /metrics
+
+
+log = logging.getLogger("gatehouse.http")
+
+_HTTP_STATUS = {ErrorKind.NOT_FOUND: 404, ErrorKind.UNKNOWN_PROFILE: 404,
+                ErrorKind.BACKEND_UNAVAILABLE: 503, ErrorKind.INTERNAL: 500}
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -40,14 +47,24 @@ def create_app(gateway: Gateway) -> FastAPI:
             checks["database"] = {"ok": False, "detail": type(exc).__name__}
             ready = False
         for name, health in (await gateway.backends.health()).items():
-            checks[f"backend:{name}"] = {"ok": health.ok, "detail": health.detail}
+            # Unauthenticated: a failing backend's detail (its URL, the error) goes to the
+            # log and the admin API only (docs/security.md, rule 10).
+            detail = health.detail
+            if not health.ok:
+                log.warning("backend not ready", extra={"backend": name, "error": detail})
+                detail = "unavailable"
+            checks[f"backend:{name}"] = {"ok": health.ok, "detail": detail}
             ready = ready and health.ok
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError) -> Response:
-        status = 404 if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.UNKNOWN_PROFILE) else 400
-        return JSONResponse({"error": exc.kind.value, "detail": exc.detail}, status_code=status)
+        # A backend outage is 503 + Retry-After, never a client error; its detail (and an
+        # internal error's) goes to the log only (docs/security.md, rule 10).
+        status = _HTTP_STATUS.get(exc.kind, 400)
+        headers = {"Retry-After": str(exc.retry_after or 30)} if status == 503 else None
+        return JSONResponse({"error": exc.kind.value, "detail": client_detail(exc)},
+                            status_code=status, headers=headers)
 
     app.include_router(revocation_router)
     for module_name in PROTOCOL_MODULES:

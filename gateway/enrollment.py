@@ -404,8 +404,8 @@ class EnrollmentService:
                  state: S = S.SUBMITTED) -> None:
         attempts += 1
         if attempts >= self._retry.max_attempts:
-            self._fail(request_id, f"the CA stayed unavailable after {attempts} attempts: "
-                                   f"{failure.detail}")
+            self._fail(request_id, f"the CA stayed unavailable after {attempts} attempts",
+                       detail=failure.detail)
             return
         delay = min(self._retry.base_delay * (2 ** (attempts - 1)), self._retry.max_delay)
         if failure.retry_after:
@@ -414,13 +414,16 @@ class EnrollmentService:
         now = self._clock.now()
         with self._db.session() as session:
             row = must(requests.get(session, request_id))
-            requests.set_state(row, state, now=now, reason=f"retrying: {failure.detail}",
+            # The row's reason reaches clients; the backend's detail (URLs, hosts) only the
+            # audit log (docs/security.md, rule 10).
+            requests.set_state(row, state, now=now, reason="retrying: the CA is unavailable",
                                attempts=attempts, next_attempt_at=now + delay)
             audit.record(session, at=now, actor="gatehouse", action="request.retry",
                          outcome="retry", request_id=request_id, profile=row.profile,
                          reason=failure.detail, attempts=attempts)
 
-    def _fail(self, request_id: str, reason: str, *, backend: str | None = None) -> None:
+    def _fail(self, request_id: str, reason: str, *, backend: str | None = None,
+              detail: str | None = None) -> None:
         now = self._clock.now()
         with self._db.session() as session:
             row = must(requests.get(session, request_id))
@@ -428,7 +431,7 @@ class EnrollmentService:
                                **({"backend": backend} if backend else {}))
             audit.record(session, at=now, actor="gatehouse", action="request.failed",
                          outcome="failed", request_id=request_id, profile=row.profile,
-                         reason=reason)
+                         reason=f"{reason}: {detail}" if detail else reason)
 
     def _release(self, request_id: str) -> None:
         with self._db.session() as session:

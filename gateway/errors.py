@@ -7,7 +7,11 @@ client; the cause is chained with ``raise ... from`` and only ever logged.
 
 from __future__ import annotations
 
+import logging
+import secrets
 from enum import StrEnum
+
+log = logging.getLogger("gatehouse.errors")
 
 
 class ErrorKind(StrEnum):
@@ -47,6 +51,29 @@ def malformed(detail: str) -> GatewayError:
 
 def denied(detail: str) -> GatewayError:
     return GatewayError(ErrorKind.POLICY_DENIED, detail)
+
+
+# Kinds whose detail can name backend URLs, hosts or internal state (issue 10, rule 10).
+_GENERIC_DETAIL: dict[ErrorKind, str] = {
+    ErrorKind.BACKEND_UNAVAILABLE: "the CA is temporarily unavailable; retry later",
+    ErrorKind.INTERNAL: "internal error",
+}
+
+
+def client_detail(error: GatewayError) -> str:
+    """The detail an edge may send a client for ``error``.
+
+    INTERNAL and BACKEND_UNAVAILABLE details stay in the log, under a random reference
+    that the client gets with a generic reason (so an operator can find the line); every
+    other kind's detail is client-safe by contract and returned as is.
+    """
+    generic = _GENERIC_DETAIL.get(error.kind)
+    if generic is None:
+        return error.detail
+    reference = secrets.token_hex(6)
+    log.warning("error detail withheld from the client",
+                extra={"kind": error.kind.value, "reference": reference, "error": error.detail})
+    return f"{generic} (reference {reference})"
 
 
 class ConfigError(Exception):

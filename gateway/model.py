@@ -221,3 +221,6 @@ class EnrollmentResult:
     certificate: IssuedCertificate | None = None
     reason: str = ""
     retry_after: int | None = None
+    # The CA was unavailable and the pipeline retries at ``retry_after``: EST and ACME
+    # answer 503-style "try later", SCEP PENDING (docs/security.md, rule 10).
+    retrying: bool = False

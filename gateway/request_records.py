@@ -129,4 +129,5 @@ def result_of(session: Session, row: RequestRow, now: dt.datetime) -> Enrollment
     if state is S.HELD:
         retry_after = 60
     return EnrollmentResult(row.id, state, reason=row.reason,
-                            retry_after=retry_after or 1)
+                            retry_after=retry_after or 1,
+                            retrying=state is S.SUBMITTED and row.attempts > 0)

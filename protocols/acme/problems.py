@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ErrorKind, GatewayError, client_detail
 
 
 class ProblemType(StrEnum):
@@ -122,7 +122,9 @@ def from_gateway_error(error: GatewayError) -> AcmeProblem:
     retry_after = error.retry_after
     if error.kind is ErrorKind.RATE_LIMITED and retry_after is None:
         retry_after = 60
-    return AcmeProblem(problem_type, error.detail, status, retry_after=retry_after)
+    if error.kind is ErrorKind.BACKEND_UNAVAILABLE and retry_after is None:
+        retry_after = 30
+    return AcmeProblem(problem_type, client_detail(error), status, retry_after=retry_after)
 
 
 def kinds_covered() -> set[ErrorKind]:

@@ -159,6 +159,13 @@ class Enroller:
                 certs_only_b64([result.certificate.der])
         retry = call.settings.retry_after if result.state is RequestState.HELD \
             else (result.retry_after or call.settings.retry_after)
+        if result.retrying:
+            # The CA is down: 503 + Retry-After (RFC 7030 §4.2.3 allows it; docs/security.md
+            # rule 10); re-posting the same CSR resumes the same request.
+            text = (f"the CA is temporarily unavailable; request {result.request_id} is "
+                    f"retried, retry later\n")
+            return 503, [(b"retry-after", str(retry).encode()),
+                         (b"content-type", b"text/plain; charset=utf-8")], text.encode()
         text = f"request {result.request_id} is {result.state.value}; retry later\n"
         return 202, [(b"retry-after", str(retry).encode()),
                      (b"content-type", b"text/plain; charset=utf-8")], text.encode()

@@ -7,7 +7,7 @@ it helps the client, ``Retry-After`` or ``WWW-Authenticate``.
 
 from __future__ import annotations
 
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ErrorKind, GatewayError, client_detail
 from protocols.est.cmc import CMCFailInfo
 
 STATUS: dict[ErrorKind, int] = {
@@ -43,9 +43,10 @@ def est_error(exc: GatewayError, *,
     retry = exc.retry_after or _DEFAULT_RETRY.get(exc.kind)
     if retry:
         headers.append((b"retry-after", str(retry).encode()))
-    detail = " ".join(exc.detail.split()) if status < 500 else "internal error"
-    if exc.kind is ErrorKind.BACKEND_UNAVAILABLE:
-        detail = "the CA is temporarily unavailable; retry later"
+    detail = client_detail(exc)
+    if status >= 500 and detail == exc.detail:
+        detail = "internal error"
+    detail = " ".join(detail.split())
     return status, headers, (detail + "\n").encode()
 
 

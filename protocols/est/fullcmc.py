@@ -27,7 +27,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ErrorKind, GatewayError, client_detail
 from gateway.model import Operation, Principal, RequestState, RevocationReason
 from gateway.revocation.service import holder_may_revoke
 from gateway.store import certificates
@@ -95,7 +95,7 @@ def _parse(der: bytes, client_cert: x509.Certificate | None,
             _ = request.name
         _ = len(pki_data["cms_sequence"]), len(pki_data["other_msg_sequence"])
     except GatewayError as exc:
-        answer.status(cmc.CMCStatus.FAILED, [], exc.detail, cmc_fail_info(exc.kind))
+        answer.status(cmc.CMCStatus.FAILED, [], client_detail(exc), cmc_fail_info(exc.kind))
         return None
     except (ValueError, TypeError, KeyError):
         answer.status(cmc.CMCStatus.FAILED, [], "the CMC request cannot be parsed",
@@ -180,7 +180,7 @@ async def _revoke(enroller: Enroller, call: Call, principal: Principal,
             raise GatewayError(ErrorKind.FORBIDDEN, "this client may not revoke that certificate")
         await gateway.revocation.revoke(serial, reason, by=f"est:{principal.kind}:{principal.id}")
     except GatewayError as exc:
-        answer.status(cmc.CMCStatus.FAILED, [part], exc.detail, cmc_fail_info(exc.kind))
+        answer.status(cmc.CMCStatus.FAILED, [part], client_detail(exc), cmc_fail_info(exc.kind))
         return
     answer.status(cmc.CMCStatus.SUCCESS, [part], "revoked")
 
@@ -203,7 +203,7 @@ async def _enroll(enroller: Enroller, call: Call, principal: Principal,
                                        csr)
         result = await enroller.submit(call, Operation.ENROLL, csr, csr_der, principal)
     except GatewayError as exc:
-        answer.status(cmc.CMCStatus.FAILED, [part], exc.detail, cmc_fail_info(exc.kind))
+        answer.status(cmc.CMCStatus.FAILED, [part], client_detail(exc), cmc_fail_info(exc.kind))
         return
     if result.state is RequestState.ISSUED and result.certificate is not None:
         answer.certificates.append(result.certificate.der)

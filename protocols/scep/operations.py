@@ -21,7 +21,7 @@ from cryptography.x509.oid import AttributeOID, NameOID
 
 from gateway.auth import challenges
 from gateway.config import ProfileConfig
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ErrorKind, GatewayError, client_detail
 from gateway.model import (
     EnrollmentRequest,
     EnrollmentResult,
@@ -279,7 +279,7 @@ class PkiOperations:
         fail_info = fail_info_for(error.kind)
         if fail_info is None:
             return certrep.pending(header, endpoint.ra, algorithms)
-        return certrep.failure(header, endpoint.ra, algorithms, fail_info, error.detail)
+        return certrep.failure(header, endpoint.ra, algorithms, fail_info, client_detail(error))
 
     # -- lookups -----------------------------------------------------------------------
 

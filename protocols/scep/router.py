@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ca_backends.base import Rollover
+from gateway.errors import ErrorKind, GatewayError, client_detail
 from gateway.ra import NoRaIssuer, ensure_ra
 from gateway.runtime import Gateway
 from protocols.cms import certs_only
@@ -66,7 +67,10 @@ class ScepFrontEnd:
         if op == "getcacaps":
             return PlainTextResponse(self._caps(endpoint))
         if op == "getcacert":
-            return Response(await self._ca_cert(endpoint), media_type=CA_RA_CERT)
+            try:
+                return Response(await self._ca_cert(endpoint), media_type=CA_RA_CERT)
+            except GatewayError as exc:
+                return _http_error(exc)
         if op == "getnextcacert":
             return await self._next_ca_cert(endpoint)
         if op == "pkioperation":
@@ -128,6 +132,14 @@ class ScepFrontEnd:
         except Unreadable as exc:
             return PlainTextResponse(f"unreadable pkiMessage: {exc.detail}\n", status_code=400)
         return Response(answer, media_type=PKI_MESSAGE)
+
+
+def _http_error(exc: GatewayError) -> Response:
+    """GetCACert when the backend cannot give its chain: 503 + Retry-After for an outage
+    (the client retries), never a client error; the detail stays in the log."""
+    status = 503 if exc.kind is ErrorKind.BACKEND_UNAVAILABLE else 500
+    headers = {"Retry-After": str(exc.retry_after or 30)} if status == 503 else None
+    return PlainTextResponse(client_detail(exc) + "\n", status_code=status, headers=headers)
 
 
 def _maybe_base64(data: bytes) -> bytes:
