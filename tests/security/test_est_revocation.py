@@ -1,0 +1,112 @@
+"""Rule 6: EST fullcmc revocation compares principal kind, id *and* profile.
+
+EST user names are unique only within a profile: a user ``device1`` on profile ``b``
+must not revoke the certificate user ``device1`` of profile ``default`` enrolled.  Driven
+over the real server: a certificate enrolled with curl + openssl, a CMC revokeRequest
+(RFC 5272 §6.11) posted to ``/fullcmc`` with HTTP Basic, as EST clients revoke.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+
+from protocols.est import cmc
+from tests.e2e.test_est_cmc import _pki_data, _signed, _statuses
+from tests.security.conftest import profile_like_default, start_configured
+from tests.support.est import curl, est_url, openssl_csr, pkcs7_to_pem
+from tests.support.server import GatehouseServer, run_cli
+
+pytestmark = pytest.mark.e2e
+
+PASSWORDS = {"default": secrets.token_urlsafe(12), "b": secrets.token_urlsafe(12)}
+
+
+def _edit(config: dict[str, Any], _data_dir: Path) -> None:
+    profile_like_default(config, "b", est={"label": "b"})
+
+
+def _users(data_dir: Path) -> None:
+    for profile, password in PASSWORDS.items():
+        run_cli(["user", "add", profile, "device1"], data_dir, stdin=password + "\n")
+
+
+@pytest.fixture(scope="module")
+def est(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatehouseServer]:
+    server = start_configured(tmp_path_factory, "est-revocation", _edit, setup=_users)
+    yield server
+    server.stop()
+
+
+def _label(profile: str) -> str | None:
+    return None if profile == "default" else profile
+
+
+def _enroll(server: GatehouseServer, tmp: Path, name: str,
+            profile: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """device1 of ``profile`` enrolls a certificate with HTTP Basic."""
+    csr = openssl_csr(tmp, name, f"{name}.example.test")
+    status, _, body = curl("--cacert", str(server.root_pem), "-u",
+                           f"device1:{PASSWORDS[profile]}", "-H",
+                           "Content-Type: application/pkcs10", "--data-binary", f"@{csr}",
+                           est_url(server, "simpleenroll", _label(profile)))
+    assert status == 200, body
+    cert = x509.load_pem_x509_certificates(pkcs7_to_pem(body, tmp, name).read_bytes())[0]
+    key = load_pem_private_key((tmp / f"{name}.key").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return cert, key
+
+
+def _revoke(server: GatehouseServer, profile: str, victim: x509.Certificate,
+            signer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> tuple[int, int | None]:
+    """device1 of ``profile`` asks /fullcmc to revoke ``victim``; (CMC status, failInfo)."""
+    revoke = cmc.RevokeRequest({
+        "issuer_name": asn1_x509.Certificate.load(victim.public_bytes(Encoding.DER)).issuer,
+        "serial_number": victim.serial_number, "reason": 1})
+    message = _signed(_pki_data([cmc.tagged_attribute(7, cmc.OID_REVOKE_REQUEST, revoke)], []),
+                      signer[1], signer[0])
+    response = httpx.post(
+        est_url(server, "fullcmc", _label(profile)), content=base64.encodebytes(message),
+        headers={"Content-Type": "application/pkcs7-mime; smime-type=CMC-request"},
+        auth=("device1", PASSWORDS[profile]), timeout=30,
+        verify=ssl.create_default_context(cafile=str(server.root_pem)))
+    assert response.status_code == 200, response.text
+    # The response signature is tested in tests/e2e/test_est_cmc.py; read it here.
+    info = cms.ContentInfo.load(base64.b64decode(response.content))
+    content = info["content"]["encap_content_info"]["content"].native
+    [(status, parts, fail)] = _statuses(cmc.PKIResponse.load(content))
+    assert parts == [7]
+    return status, fail
+
+
+def _status(server: GatehouseServer, cert: x509.Certificate) -> str:
+    shown = run_cli(["certs", "show", format(cert.serial_number, "x")], server.data_dir).stdout
+    return str(json.loads(shown.split("-----BEGIN", 1)[0])["status"])
+
+
+def test_same_user_name_on_another_profile_cannot_revoke(est: GatehouseServer,
+                                                         tmp_path: Path) -> None:
+    victim = _enroll(est, tmp_path, "victim", "default")
+    attacker = _enroll(est, tmp_path, "attacker", "b")
+    # device1 of profile b, signing with its own certificate, on its own label.
+    status, fail = _revoke(est, "b", victim[0], attacker)
+    assert (status, fail) == (2, int(cmc.CMCFailInfo.BAD_IDENTITY))
+    assert _status(est, victim[0]) == "valid"
+    # Positive controls: each device1 revokes its own profile's certificate.
+    assert _revoke(est, "b", attacker[0], attacker) == (0, None)
+    assert _status(est, attacker[0]) == "revoked"
+    assert _revoke(est, "default", victim[0], victim) == (0, None)
+    assert _status(est, victim[0]) == "revoked"
