@@ -138,11 +138,58 @@ class SanRules(_Model):
 
 
 class SubjectRules(_Model):
+    """What a CSR's subject may hold (issue #10, rule 3).
+
+    ``allowed_attributes`` lists the attributes a subject may carry, by RFC 4514 name
+    (CN, O, OU, C, ...) or dotted OID; a CSR with any other attribute is refused, never
+    trimmed.  An entry is a name, or a one-key mapping from a name to value patterns
+    (``{OU: {allow: [Devices], deny: []}}``); the whole field may also be one mapping
+    (``{CN: null, OU: {allow: [...]}}``).  ``cn`` applies to every CN; a CN that is a DNS
+    name or an IP address (and a subject emailAddress) also passes the ``sans`` rules.
+    """
+
     cn: NameRules = NameRules()
     require_cn: bool = False
-    # Copy only these subject attributes from the CSR (OID names as in RFC 4514 / dotted).
-    allowed_attributes: list[str] = ["CN", "O", "OU", "C", "ST", "L", "emailAddress",
-                                     "serialNumber", "DC", "UID"]
+    allowed_attributes: list[str | dict[str, NameRules]] = [
+        "CN", "O", "OU", "C", "ST", "L", "emailAddress", "serialNumber", "DC", "UID"]
+
+    @field_validator("allowed_attributes", mode="before")
+    @classmethod
+    def _mapping_to_list(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return [name if rules is None else {name: rules} for name, rules in value.items()]
+        return value
+
+    @field_validator("allowed_attributes")
+    @classmethod
+    def _known_attributes(cls, entries: list[str | dict[str, NameRules]]
+                          ) -> list[str | dict[str, NameRules]]:
+        from gateway.policy import subject_attribute_oid
+
+        seen: set[str] = set()
+        for entry in entries:
+            if isinstance(entry, dict) and len(entry) != 1:
+                raise ValueError("an attribute with patterns is a one-key mapping, "
+                                 "e.g. {OU: {allow: [Devices]}}")
+            for name in ([entry] if isinstance(entry, str) else entry):
+                oid = subject_attribute_oid(name).dotted_string
+                if oid in seen:
+                    raise ValueError(f"subject attribute {name!r} is listed twice")
+                seen.add(oid)
+        return entries
+
+    def attribute_rules(self) -> dict[str, NameRules | None]:
+        """Dotted OID → value patterns (None: any value) for each allowed attribute."""
+        from gateway.policy import subject_attribute_oid
+
+        out: dict[str, NameRules | None] = {}
+        for entry in self.allowed_attributes:
+            if isinstance(entry, str):
+                out[subject_attribute_oid(entry).dotted_string] = None
+            else:
+                for name, rules in entry.items():
+                    out[subject_attribute_oid(name).dotted_string] = rules
+        return out
 
 
 class KeyRules(_Model):

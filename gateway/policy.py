@@ -49,7 +49,12 @@ _SUBJECT_ATTRIBUTES = {
     "ST": NameOID.STATE_OR_PROVINCE_NAME, "L": NameOID.LOCALITY_NAME,
     "emailAddress": NameOID.EMAIL_ADDRESS, "serialNumber": NameOID.SERIAL_NUMBER,
     "DC": NameOID.DOMAIN_COMPONENT, "UID": NameOID.USER_ID,
+    "STREET": NameOID.STREET_ADDRESS, "postalCode": NameOID.POSTAL_CODE,
+    "title": NameOID.TITLE, "GN": NameOID.GIVEN_NAME, "surname": NameOID.SURNAME,
 }
+_ATTRIBUTE_BY_NAME = {name.lower(): oid for name, oid in _SUBJECT_ATTRIBUTES.items()}
+_ATTRIBUTE_LABEL = {oid.dotted_string: name for name, oid in _SUBJECT_ATTRIBUTES.items()}
+_DNS_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$", re.IGNORECASE)
 _EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
@@ -60,6 +65,51 @@ def eku_oid(name: str) -> str:
     if _OID.match(name):
         return name
     raise ValueError(f"unknown extended key usage {name!r} (a name like serverAuth or an OID)")
+
+
+def subject_attribute_oid(name: str) -> x509.ObjectIdentifier:
+    """'CN', 'OU', ... (RFC 4514 names, case-insensitive) or a dotted OID → the OID."""
+    if name.lower() in _ATTRIBUTE_BY_NAME:
+        return _ATTRIBUTE_BY_NAME[name.lower()]
+    if _OID.match(name):
+        return x509.ObjectIdentifier(name)
+    raise ValueError(f"unknown subject attribute {name!r} (one of "
+                     f"{', '.join(_SUBJECT_ATTRIBUTES)}, or a dotted OID)")
+
+
+def _attribute_label(oid: x509.ObjectIdentifier) -> str:
+    return _label_of_dotted(oid.dotted_string)
+
+
+def _label_of_dotted(dotted: str) -> str:
+    return _ATTRIBUTE_LABEL.get(dotted, dotted)
+
+
+def subject_cn_identifier(cn: str) -> Identifier | None:
+    """The SAN a CN stands for: an IP address, a DNS name (two labels or more), or None.
+
+    None means the CN names no host ("Device 42", "SN123456"): only ``subject.cn`` rules
+    apply to it.  A CN that looks like a host but is not a valid one (a trailing dot, a
+    dotted-digits string that is no IP address) is refused rather than let through as
+    free text, since legacy TLS clients may still match it against a host name.
+    """
+    try:
+        return Identifier(IdentifierType.IP, str(ipaddress.ip_address(cn)))
+    except ValueError:
+        pass
+    labels = cn.split(".")
+    if len(labels) < 2 or not all(labels[:-1]):
+        return None
+    if all(label.isdigit() for label in labels if label):
+        raise Denied(ErrorKind.POLICY_DENIED, f"subject CN {cn!r} is not a valid IP address")
+    if labels[-1] == "" and all(_DNS_LABEL.match(label) for label in labels[:-1]):
+        raise Denied(ErrorKind.POLICY_DENIED,
+                     f"subject CN {cn!r}: a DNS name must not end with a dot")
+    host = labels[1:] if labels[0] == "*" else labels
+    if len(cn) > 253 or not all(_DNS_LABEL.match(label) for label in host) \
+            or labels[-1].isdigit():
+        return None
+    return Identifier(IdentifierType.DNS, cn)
 
 
 class Denied(Exception):
@@ -215,10 +265,10 @@ class PolicyEngine:
         key_name = self._check_key(request.csr, profile)
         checks.append(f"key {key_name} allowed")
 
-        subject = self._subject(request.csr, profile)
+        subject, subject_names = self._subject(request.csr, profile)
         checks.append(f"subject {subject.rfc4514_string() or '(empty)'} allowed")
 
-        sans = self._sans(request, profile)
+        sans = self._sans(request, profile, subject_names)
         checks.append("SANs allowed: " + (", ".join(map(str, sans)) or "(none)"))
         checks.append(check_client_cert_names(request, profile, subject, sans))
         if not sans and len(subject) == 0:
@@ -291,29 +341,63 @@ class PolicyEngine:
         return name
 
     @staticmethod
-    def _subject(csr: x509.CertificateSigningRequest, profile: ProfileConfig) -> x509.Name:
-        allowed = {_SUBJECT_ATTRIBUTES[a] for a in profile.subject.allowed_attributes
-                   if a in _SUBJECT_ATTRIBUTES}
-        rdns = []
+    def _subject(csr: x509.CertificateSigningRequest, profile: ProfileConfig
+                 ) -> tuple[x509.Name, list[Identifier]]:
+        """Check every subject attribute; the subject as asked, and the SANs its CNs name.
+
+        Only the profile's ``subject.allowed_attributes`` may appear (anything else is
+        refused, never trimmed: the certificate must be what the CSR asked for or
+        nothing).  Every CN passes ``subject.cn``; a CN that is a DNS name or IP address,
+        and a subject emailAddress, also pass the ``sans`` rules of their type.
+        """
+        rules = profile.subject.attribute_rules()
         common_names = []
         for rdn in csr.subject.rdns:
-            attrs = [a for a in rdn if a.oid in allowed]
-            if attrs:
-                rdns.append(x509.RelativeDistinguishedName(attrs))
             for attr in rdn:
+                label = _attribute_label(attr.oid)
+                if attr.oid.dotted_string not in rules:
+                    raise Denied(ErrorKind.POLICY_DENIED,
+                                 f"subject attribute {label} is not allowed by this profile "
+                                 f"(allowed: {', '.join(map(_label_of_dotted, rules)) or 'none'})")
+                value = attr.value if isinstance(attr.value, str) else attr.value.hex()
+                value_rules = rules[attr.oid.dotted_string]
+                if value_rules is not None and not name_allowed(value_rules, value):
+                    raise Denied(ErrorKind.POLICY_DENIED,
+                                 f"subject {label}={value!r} is not allowed by this profile")
                 if attr.oid == NameOID.COMMON_NAME:
-                    common_names.append(str(attr.value))
+                    common_names.append(value)
+                elif attr.oid == NameOID.EMAIL_ADDRESS and not name_allowed(
+                        profile.sans.email, value):
+                    raise Denied(ErrorKind.POLICY_DENIED,
+                                 f"subject emailAddress {value!r} is not allowed by this "
+                                 f"profile's email name rules")
         if profile.subject.require_cn and not common_names:
             raise Denied(ErrorKind.POLICY_DENIED, "this profile requires a subject common name")
+        named: list[Identifier] = []
         for cn in common_names:
             if not name_allowed(profile.subject.cn, cn):
                 raise Denied(ErrorKind.POLICY_DENIED, f"subject CN {cn!r} is not allowed")
-        return x509.Name(rdns)
+            identifier = subject_cn_identifier(cn)
+            if identifier is None:
+                continue
+            if not name_allowed(getattr(profile.sans, identifier.type.value), identifier.value,
+                                ip=identifier.type is IdentifierType.IP):
+                raise Denied(ErrorKind.POLICY_DENIED,
+                             f"subject CN {cn!r} is a {identifier.type} name this profile's "
+                             f"name rules do not allow")
+            named.append(identifier)
+        return csr.subject, named
 
     @staticmethod
-    def _sans(request: EnrollmentRequest, profile: ProfileConfig) -> tuple[Identifier, ...]:
+    def _sans(request: EnrollmentRequest, profile: ProfileConfig,
+              from_subject: list[Identifier]) -> tuple[Identifier, ...]:
+        """The CSR's SANs, the proven identifiers, and the names its CNs stand for.
+
+        A CN that is a DNS name or IP address joins the SANs when the CSR lacks it
+        (CA/Browser Forum Baseline Requirements §7.1.4.3: the CN repeats a SAN).
+        """
         found = csr_identifiers(request.csr)
-        for identifier in request.proven_identifiers:
+        for identifier in (*request.proven_identifiers, *from_subject):
             if identifier not in found:
                 found.append(identifier)
         sans: list[Identifier] = []
@@ -352,6 +436,10 @@ class PolicyEngine:
             previous = {str(i) for i in _names_to_identifiers(ext.value)}
         except x509.ExtensionNotFound:
             previous = set()
+        # A certificate issued before CN names joined the SANs: its CN counts as one.
+        for attr in old.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+            if isinstance(attr.value, str) and (named := subject_cn_identifier(attr.value)):
+                previous.add(str(named))
         if previous != {str(i) for i in sans}:
             raise Denied(ErrorKind.POLICY_DENIED,
                          "the subjectAltNames must match the certificate being renewed")

@@ -77,6 +77,11 @@ profiles:
       rsa_min_bits: 2048
       ec_curves: [P-256, P-384]
       ed25519: true
+    subject:
+      # Only these attributes may appear in a CSR's subject; a CSR with another one is
+      # refused.  An entry may restrict values: {{OU: {{allow: [Devices]}}}}.  A CN that is
+      # a DNS name or IP address must pass the sans rules below and joins the SANs.
+      allowed_attributes: [CN, O, OU, C, ST, L, emailAddress, serialNumber, DC, UID]
     sans:
       dns: {{allow: ["**"]}}
       ip: {{allow: ["**"]}}

@@ -76,6 +76,7 @@ async def finalize(service: AcmeService, directory: Directory, signed: Signed,
         raise AcmeProblem(ProblemType.ORDER_NOT_READY, f"the order is {status}, not ready", 403)
     ordered = [ids.identifier_from_json(i) for i in order.identifiers]
     ids.check_csr_matches(csr, ordered)
+    ids.check_csr_subject(csr, ordered)
     replaces = None
     if order.replaces:
         with service.gateway.db.session() as session:

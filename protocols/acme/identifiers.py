@@ -160,3 +160,31 @@ def check_csr_matches(csr: x509.CertificateSigningRequest, ordered: list[Identif
         parts.append("not in the order: " + ", ".join(extra))
     raise AcmeProblem(ProblemType.BAD_CSR,
                       "the CSR's identifiers do not match the order (" + "; ".join(parts) + ")")
+
+
+def check_csr_subject(csr: x509.CertificateSigningRequest, ordered: list[Identifier]) -> None:
+    """An ACME certificate's subject is empty or one CN naming an ordered identifier.
+
+    RFC 8555 §7.4: the CA may refuse a CSR whose fields it will not honour.  Like Let's
+    Encrypt, nothing an order did not validate (O, OU, C, a second CN...) reaches the
+    certificate: such a CSR is refused with badCSR rather than trimmed.
+    """
+    common_names = []
+    for attr in csr.subject:
+        if attr.oid != NameOID.COMMON_NAME:
+            raise AcmeProblem(ProblemType.BAD_CSR,
+                              f"the CSR's subject may hold only a CN naming one of the order's "
+                              f"identifiers; it also asks for {attr.rfc4514_attribute_name}")
+        common_names.append(str(attr.value))
+    if len(common_names) > 1:
+        raise AcmeProblem(ProblemType.BAD_CSR, "the CSR's subject may hold only one CN")
+    for value in common_names:
+        if _as_identifier(value) not in ordered:
+            raise AcmeProblem(ProblemType.BAD_CSR,
+                              f"the CSR's CN {value[:255]!r} is not one of the order's identifiers")
+
+
+def _as_identifier(value: str) -> Identifier:
+    if _is_ip(value):
+        return Identifier(IdentifierType.IP, value)
+    return Identifier(IdentifierType.DNS, value)

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from gateway.config import KeyRules, NameRules, ProfileConfig, SanRules, SubjectRules, ValidityRules
 from gateway.errors import ErrorKind
@@ -137,13 +138,78 @@ def test_manual_approval_holds_but_admin_is_approval() -> None:
     assert decide(profile, csr, kind=PrincipalKind.ADMIN)[0] is Outcome.APPROVED
 
 
-def test_subject_attributes_filtered() -> None:
-    from cryptography.x509.oid import NameOID
-
+def test_unlisted_subject_attribute_is_refused_not_trimmed() -> None:
     profile = ProfileConfig(backend="b", subject=SubjectRules(allowed_attributes=["CN"]))
     csr, _ = make_csr("a.test", extra_subject=[x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evil")])
-    decision = decide(profile, csr)[3]
-    assert decision.subject.rfc4514_string() == "CN=a.test"  # type: ignore[attr-defined]
+    outcome, kind, reason, _ = decide(profile, csr)
+    assert outcome is Outcome.DENIED and kind is ErrorKind.POLICY_DENIED
+    assert "subject attribute O is not allowed" in reason
+    ok, _ = make_csr("a.test")
+    assert decide(profile, ok)[3].subject.rfc4514_string() == "CN=a.test"  # type: ignore[attr-defined]
+
+
+def test_subject_attribute_value_patterns() -> None:
+    profile = ProfileConfig(backend="b", subject=SubjectRules.model_validate(
+        {"allowed_attributes": ["CN", {"OU": {"allow": ["Devices", "Kiosks"], "deny": []}}]}))
+    good, _ = make_csr("a.test", extra_subject=[
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Kiosks")])
+    bad, _ = make_csr("a.test", extra_subject=[
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Admins")])
+    assert decide(profile, good)[0] is Outcome.APPROVED
+    outcome, _, reason, _ = decide(profile, bad)
+    assert outcome is Outcome.DENIED and "OU='Admins'" in reason
+
+
+def test_allowed_attributes_as_mapping_and_unknown_names() -> None:
+    rules = SubjectRules.model_validate({"allowed_attributes": {"CN": None, "2.5.4.10": {"allow": ["Acme"]}}})
+    assert rules.attribute_rules()["2.5.4.3"] is None
+    assert rules.attribute_rules()["2.5.4.10"] == NameRules(allow=["Acme"])
+    with pytest.raises(ValueError, match="unknown subject attribute"):
+        SubjectRules(allowed_attributes=["Nickname"])
+    with pytest.raises(ValueError, match="listed twice"):
+        SubjectRules(allowed_attributes=["O", "2.5.4.10"])
+
+
+RESTRICTED = ProfileConfig(backend="b", sans=SanRules(
+    dns=NameRules(allow=["*.devices.example.com"], deny=["admin.devices.example.com"]),
+    ip=NameRules(allow=["10.0.0.0/8"]), email=NameRules(allow=["re:.*@example\\.com"])))
+
+
+@pytest.mark.parametrize("cn", ["admin.devices.example.com", "www.google.com", "192.168.1.1",
+                                "a1.devices.example.com.", "10.1.1"])
+def test_subject_cn_passes_the_san_rules(cn: str) -> None:
+    csr, _ = make_csr(cn)
+    outcome, kind, reason, _ = decide(RESTRICTED, csr)
+    assert outcome is Outcome.DENIED and kind is ErrorKind.POLICY_DENIED, reason
+
+
+@pytest.mark.parametrize(("cn", "san"), [("a1.devices.example.com", "dns:a1.devices.example.com"),
+                                         ("10.2.3.4", "ip:10.2.3.4")])
+def test_host_cn_joins_the_sans(cn: str, san: str) -> None:
+    csr, _ = make_csr(cn)
+    decision = decide(RESTRICTED, csr)[3]
+    assert [str(s) for s in decision.sans] == [san]  # type: ignore[attr-defined]
+    both, _ = make_csr(cn.upper(), dns=[cn] if san.startswith("dns") else [])
+    assert len(decide(RESTRICTED, both)[3].sans) == 1  # type: ignore[attr-defined]
+
+
+def test_free_text_cn_meets_only_the_cn_rules() -> None:
+    csr, _ = make_csr("Device 42", dns=["d42.devices.example.com"])
+    decision = decide(RESTRICTED, csr)[3]
+    assert [str(s) for s in decision.sans] == ["dns:d42.devices.example.com"]  # type: ignore[attr-defined]
+    strict = RESTRICTED.model_copy(update={"subject": SubjectRules(cn=NameRules(allow=["re:Device \\d+"]))})
+    assert decide(strict, csr)[0] is Outcome.APPROVED
+    other, _ = make_csr("Printer 1", dns=["d42.devices.example.com"])
+    assert decide(strict, other)[0] is Outcome.DENIED
+
+
+def test_subject_email_passes_the_email_rules() -> None:
+    evil, _ = make_csr("Device 42", extra_subject=[
+        x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ceo@bank.example")])
+    good, _ = make_csr("Device 42", extra_subject=[
+        x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ops@example.com")])
+    assert decide(RESTRICTED, evil)[0] is Outcome.DENIED
+    assert decide(RESTRICTED, good)[0] is Outcome.APPROVED
 
 
 def test_uri_san_for_intune_sid_passes() -> None:
