@@ -13,6 +13,7 @@ from gateway.errors import ErrorKind, GatewayError, client_detail
 from gateway.middleware import BodyLimitMiddleware, UnexpectedErrorMiddleware
 from gateway.revocation.routes import router as revocation_router
 from gateway.runtime import Gateway
+from gateway.transport import TransportPolicyMiddleware
 
 # Protocol front ends mounted when present; each exposes ``router`` (an APIRouter).
 PROTOCOL_MODULES = ("protocols.est.router", "protocols.scep.router", "protocols.acme.router",
@@ -26,7 +27,7 @@ _HTTP_STATUS = {ErrorKind.NOT_FOUND: 404, ErrorKind.UNKNOWN_PROFILE: 404,
 
 
 def create_app(gateway: Gateway) -> FastAPI:
-    app = FastAPI(title="Gatehouse", version="0.1.0", docs_url="/admin/docs",
+    app = FastAPI(title="Gatehouse", version="0.1.0", docs_url=None,
                   openapi_url="/admin/openapi.json", redoc_url=None)
     app.state.gateway = gateway
 
@@ -77,5 +78,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         module.mount(app, gateway)
 
     app.add_middleware(BodyLimitMiddleware, limit=gateway.config.server.max_body_bytes)
+    # Outside the body limit: a refused plain-HTTP request is answered before its body is read.
+    app.add_middleware(TransportPolicyMiddleware, https_url=gateway.config.public_https_url())
     app.add_middleware(UnexpectedErrorMiddleware)
     return app

@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Match
 
-from gateway.admin import catalog, certificates, credentials, requests
+from gateway.admin import catalog, certificates, credentials, docs, requests
 from gateway.admin.security import record_call
 from gateway.runtime import Gateway
 
@@ -30,6 +30,7 @@ def mount(app: FastAPI, gateway: Gateway) -> None:
     from gateway.console.routes import mount as mount_console
 
     app.include_router(api_router())
+    docs.mount(app)  # served locally, not FastAPI's CDN-hosted Swagger UI
     mount_console(app, gateway)
     metrics.mount(app, gateway)
 

@@ -100,6 +100,21 @@ def authenticate(session: Session, token: str, *, now: dt.datetime) -> TokenIden
     return TokenIdentity(row.id, row.name, role)
 
 
+def identity_of(session: Session, token_id: str, *, now: dt.datetime) -> TokenIdentity | None:
+    """The holder of token ``token_id`` while it is enabled and unexpired (for a console
+    session that proved the token at sign-in), else None."""
+    row = session.get(CredentialRow, token_id)
+    if row is None or row.kind != KIND or row.disabled:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    try:
+        role = Role(str((row.attributes or {}).get("role", "")))
+    except ValueError:
+        return None
+    return TokenIdentity(row.id, row.name, role)
+
+
 def list_tokens(session: Session) -> list[TokenInfo]:
     out = []
     for row in credentials.list_kind(session, kind=KIND):

@@ -21,7 +21,16 @@ from gateway.admin.queries import count_requests, expiring, issued_per_day
 from gateway.admin.security import actor_of, identify, record_call
 from gateway.auth.tokens import Role, TokenIdentity
 from gateway.console import actions
-from gateway.console.session import COOKIE, MAX_AGE, csrf_ok, csrf_token, signed_in
+from gateway.console.session import (
+    csrf_ok,
+    csrf_token,
+    end,
+    login_csrf_ok,
+    new_login_csrf,
+    set_login_csrf,
+    signed_in,
+    start,
+)
 from gateway.model import RequestState
 from gateway.request_records import view
 from gateway.runtime import Gateway
@@ -101,33 +110,47 @@ def build_router(gateway: Gateway) -> APIRouter:
                                 message=f"The {who.role.value} role cannot do this.")
         return who
 
+    def login_page(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+        value = new_login_csrf()
+        response = pages.render(request, "login.html", None, status, login_csrf=value,
+                                **context)
+        set_login_csrf(response, value)
+        return response
+
     @router.get("/login")
     async def login_form(request: Request) -> Response:
         if request.url.scheme != "https":
             return _to_https(gateway, request)
-        return pages.render(request, "login.html", None)
+        return login_page(request)
 
     @router.post("/login")
     async def login(request: Request) -> Response:
         if request.url.scheme != "https":  # a token must not travel in clear text
             return _to_https(gateway, request)
         form = await _form(request)
+        if not login_csrf_ok(request, form.get("csrf")):
+            record_call(request, "console.csrf", 403)
+            return login_page(request, 403, login_error="The sign-in form expired: try again.")
         token = form.get("token", "").strip()
         who = identify(request, token) if token else None
         record_call(request, "console.login", 303 if who else 401)
         if who is None:
-            return pages.render(request, "login.html", None, 401,
-                                login_error="That token is unknown, disabled or expired.")
+            return login_page(request, 401,
+                              login_error="That token is unknown, disabled or expired.")
         response = _redirect("/console/")
-        response.set_cookie(COOKIE, token, max_age=MAX_AGE, httponly=True, secure=True,
-                            samesite="strict", path="/console")
+        start(request, response, who)  # the cookie holds a session id, never the token
         return response
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
+        who = signed_in(request)
+        form = await _form(request)
+        if who is not None and not csrf_ok(request, form.get("csrf")):
+            record_call(request, "console.csrf", 403)
+            return pages.render(request, "error.html", who, 403, message="Form expired: reload.")
         record_call(request, "console.logout", 303)
         response = _redirect("/console/login")
-        response.delete_cookie(COOKIE, path="/console")
+        end(request, response)
         return response
 
     @router.get("")

@@ -195,7 +195,8 @@ class CrlRow(Base):
     next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     der: Mapped[bytes] = mapped_column(LargeBinary)
     stale: Mapped[bool] = mapped_column(default=False)  # a revocation happened since
-import gateway.store.acme_tables  # noqa: E402,F401
+import gateway.store.acme_tables  # noqa: E402
+import gateway.store.console_sessions  # noqa: E402,F401
 
 # Core Table objects for hot-path statements (no ORM unit of work).
 requests_table: Table = RequestRow.__table__  # type: ignore[assignment]

@@ -174,14 +174,18 @@ def test_wrong_token_roles_and_csrf(server: GatehouseServer, browser: Browser) -
     expect(page.locator("form[action='/console/credentials/challenge']")).to_have_count(0)
     page.context.close()
 
-    # Never over plain HTTP: the token is a credential.
+    # Never over plain HTTP: the token is a credential (docs/security.md, rule 1).
     plain = httpx.get(f"{server.http_url}/console/login")
-    assert plain.status_code == 303 and plain.headers["location"].startswith("https://")
+    assert plain.status_code == 403 and "only over HTTPS" in plain.text
 
     # A forged cross-site form: the cookie rides along, but no CSRF value: refused.
     operator = create_token(server.data_dir, "operator")
     with httpx.Client(base_url=server.https_url, verify=tls_context(server.root_pem)) as client:
-        signed = client.post("/console/login", data={"token": operator})
+        login_csrf = re.search(r'name="csrf" value="([^"]+)"',
+                               client.get("/console/login").text)
+        assert login_csrf
+        signed = client.post("/console/login", data={"token": operator,
+                                                     "csrf": login_csrf.group(1)})
         assert signed.status_code == 303
         forged = client.post("/console/credentials/challenge", data={"profile": "default"})
         assert forged.status_code == 403
