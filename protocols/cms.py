@@ -146,6 +146,9 @@ def verify_signed_data(signed: cms.SignedData, *, allowed_digests: Iterable[str]
     try:
         certificate = x509.load_der_x509_certificate(cert_der)
         public_key = certificate.public_key()
+        # cryptography parses names lazily: touch them here so a malformed subject or
+        # issuer is a malformed message now, not a ValueError deep in an adapter.
+        _ = (certificate.subject, certificate.issuer, certificate.serial_number)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise CmsMalformed("the signer certificate cannot be parsed") from exc
     content = encapsulated_content(signed)

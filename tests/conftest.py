@@ -13,10 +13,17 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 
 from gateway.store.db import Database
 from gateway.store.migrate import upgrade
+
+# Property and fuzz tests run the same examples on every run (CI must not flake on a new
+# random draw); GATEHOUSE_HYPOTHESIS_PROFILE=explore searches afresh when hunting bugs.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("GATEHOUSE_HYPOTHESIS_PROFILE", "ci"))
 
 POSTGRES_URL = os.environ.get("GATEHOUSE_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
