@@ -79,7 +79,7 @@ def register(sub: Any, add: Any) -> None:
             challenge)
     p.add_argument("profile")
     p.add_argument("--subject-pattern", metavar="RE",
-                   help="regex the CSR's subject CN must fully match")
+                   help="regex every CN and SAN of the CSR must fully match")
     p.add_argument("--ttl", metavar="DURATION", help="lifetime, e.g. 1h, 7d "
                                                      "(default: the profile's, 1h)")
     p.add_argument("--uses", type=int, default=1, help="enrollments allowed (default 1)")

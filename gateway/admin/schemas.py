@@ -164,8 +164,8 @@ class ChallengeIn(BaseModel):
     ttl_seconds: int | None = Field(default=None, ge=60, le=90 * 86400,
                                     description="Default: the profile's SCEP challenge TTL")
     uses: int = Field(default=1, ge=1, le=10000)
-    subject_pattern: Text | None = Field(default=None,
-                                         description="Regex the CSR's CN must fully match")
+    subject_pattern: Text | None = Field(
+        default=None, description="Regex every CN and SAN of the CSR must fully match")
 
 
 class ChallengeOut(_Out):

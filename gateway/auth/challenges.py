@@ -3,7 +3,9 @@
 Dynamic challenges live in the credentials table (kind ``scep-challenge``), one row each:
 ``name`` is the SHA-256 of the challenge (the lookup key; the challenge itself is never
 stored), ``uses_left`` counts down atomically (``credentials.consume_use``), ``expires_at``
-bounds their life and ``attributes.subject_pattern`` optionally binds them to a subject.
+bounds their life and ``attributes.subject_pattern`` optionally binds them to names: the
+pattern must fully match every name the CSR asks for (each CN, a subject emailAddress, and
+every DNS, IP, email and URI subjectAltName), not only the first CN (issue #10, rule 5).
 A challenge is 128 random bits, so an unsalted hash is enough: finding the row by hash
 proves knowledge of the challenge, and there is nothing to brute-force.
 
@@ -19,8 +21,11 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from sqlalchemy.orm import Session
 
 from gateway.auth.secrets import verify_secret
@@ -70,13 +75,39 @@ def create_challenge(session: Session, *, profile: str, now: dt.datetime, ttl: d
     return IssuedChallenge(row.id, secret, profile, now + ttl, uses, subject_pattern)
 
 
-def consume_challenge(session: Session, *, profile: str, secret: str, subject_cn: str | None,
+def csr_names(csr: x509.CertificateSigningRequest) -> list[str]:
+    """Every name a CSR asks for: CNs, subject emailAddress, DNS/IP/email/URI SANs.
+
+    A subjectAltName of any other type is refused (POLICY_DENIED), as the policy would:
+    a pattern cannot vouch for a name it cannot read.
+    """
+    names = [str(a.value) for a in csr.subject
+             if a.oid in (NameOID.COMMON_NAME, NameOID.EMAIL_ADDRESS)]
+    try:
+        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return names
+    except ValueError:
+        raise GatewayError(ErrorKind.BAD_CSR, "the CSR's extensions cannot be parsed") from None
+    for name in sans:
+        if isinstance(name, x509.DNSName | x509.RFC822Name | x509.UniformResourceIdentifier
+                      | x509.IPAddress):
+            names.append(str(name.value))
+        else:
+            raise GatewayError(ErrorKind.POLICY_DENIED,
+                               f"subjectAltName of type {type(name).__name__} is not supported")
+    return names
+
+
+def consume_challenge(session: Session, *, profile: str, secret: str, names: Sequence[str],
                       now: dt.datetime) -> Principal:
     """Check a one-time challenge and take one use of it, atomically.
 
-    Raises GatewayError(UNAUTHORIZED) for an unknown, expired, used-up or subject-
-    mismatched challenge (SCEP answers FAILURE badRequest).  The use is taken in the
-    caller's session: it counts only if that session commits.
+    ``names`` are the CSR's names (``csr_names``); a challenge bound to a pattern needs
+    at least one, and the pattern must fully match each.  Raises GatewayError(UNAUTHORIZED)
+    for an unknown, expired, used-up or name-mismatched challenge (SCEP answers FAILURE
+    badRequest).  The use is taken in the caller's session: it counts only if that
+    session commits.
     """
     row = credentials.find(session, kind=KIND, profile=profile, name=lookup_key(secret))
     if row is None or row.disabled:
@@ -84,7 +115,7 @@ def consume_challenge(session: Session, *, profile: str, secret: str, subject_cn
     if row.expires_at is not None and row.expires_at <= now:
         raise GatewayError(ErrorKind.UNAUTHORIZED, "the challenge password has expired")
     pattern = (row.attributes or {}).get("subject_pattern")
-    if pattern and (subject_cn is None or re.fullmatch(pattern, subject_cn) is None):
+    if pattern and (not names or any(re.fullmatch(pattern, n) is None for n in names)):
         raise GatewayError(ErrorKind.UNAUTHORIZED,
                            "the challenge password is not valid for this subject")
     if row.uses_left is not None and not credentials.consume_use(session, row.id):

@@ -35,15 +35,24 @@ class ScepProfileSettings(BaseModel):
     static_challenge_hash: str | None = None
     static_challenge_env: str | None = None
     # Webhook mode: POSTed JSON with the CSR's details; 2xx with {"allow": true} approves.
+    # https only unless webhook_allow_http (labs: the challenge would travel in clear).
     webhook_url: str | None = None
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
-    # Advertise SHA-1 and DES3 in GetCACaps and answer legacy requests with their own
-    # algorithms.  Off: replies always use AES and SHA-256/512.
+    # Name of the environment variable holding the key that signs every call
+    # (X-Gatehouse-Signature: t=<unix>,v1=<hex HMAC-SHA256 over "<t>." + body>).
+    webhook_secret_env: str | None = None
+    # PEM bundle that verifies the webhook's TLS certificate (data-dir relative); None:
+    # the system's trust store.
+    webhook_ca_cert: str | None = None
+    webhook_allow_http: bool = False
+    # Legacy switch for old clients: accept requests digested with SHA-1 or encrypted
+    # with DES/3DES, advertise SHA-1 and DES3 in GetCACaps and answer such requests in
+    # kind (logged as a WARNING at start).  Off (default): only AES and SHA-2 are
+    # accepted and advertised; a legacy request gets CertRep FAILURE badAlg.
     legacy_algorithms: bool = False
-    # Accept requests digested with SHA-1 or encrypted with DES/3DES even when legacy
-    # algorithms are not advertised: micromdm scepclient 2.1 and many devices send
-    # nothing else.  Set false to refuse them with failInfo badAlg.
-    accept_legacy_requests: bool = True
+    # Accept SHA-1 / DES / 3DES requests without advertising them (replies stay AES /
+    # SHA-256).  Off by default; also logged as a WARNING at start.
+    accept_legacy_requests: bool = False
     # GetCACert sends the RA certificate and only the issuing CA, not the root (Intune /
     # Windows expect the chain to stop at the issuer).
     issuing_ca_only: bool = False
@@ -72,6 +81,16 @@ class ScepProfileSettings(BaseModel):
                              "static_challenge_env")
         if self.challenge is ChallengeMode.WEBHOOK and not self.webhook_url:
             raise ValueError("challenge: webhook needs webhook_url")
+        if self.challenge is ChallengeMode.WEBHOOK and not self.webhook_secret_env:
+            raise ValueError("challenge: webhook needs webhook_secret_env, the environment "
+                             "variable holding the key that signs each call")
+        url = (self.webhook_url or "").lower()
+        if url and not url.startswith("https://"):
+            if not url.startswith("http://"):
+                raise ValueError("webhook_url must be an https:// URL")
+            if not self.webhook_allow_http:
+                raise ValueError("webhook_url must be https:// (the challenge and CSR would "
+                                 "travel in clear); set webhook_allow_http: true for a lab")
         if (self.ra_cert is None) != (self.ra_key is None):
             raise ValueError("ra_cert and ra_key go together")
         return self

@@ -17,7 +17,7 @@ from asn1crypto import csr as asn1_csr
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import AttributeOID, NameOID
+from cryptography.x509.oid import AttributeOID
 
 from gateway.auth import challenges
 from gateway.config import ProfileConfig
@@ -175,7 +175,7 @@ class PkiOperations:
                     raise GatewayError(ErrorKind.UNAUTHORIZED, "the CSR has no challengePassword")
                 principal = challenges.consume_challenge(
                     session, profile=endpoint.profile_name, secret=secret,
-                    subject_cn=_common_name(csr.subject), now=self._gateway.clock.now())
+                    names=challenges.csr_names(csr), now=self._gateway.clock.now())
         if existing is not None:
             result = await self._gateway.enrollment.resume(existing)
             return self._answer(endpoint, pki, result, algorithms)
@@ -210,15 +210,14 @@ class PkiOperations:
                 raise GatewayError(ErrorKind.UNAUTHORIZED, "wrong challenge password")
             return challenges.static_principal(endpoint.profile_name)
         if mode is ChallengeMode.WEBHOOK:
-            assert settings.webhook_url is not None
             return await webhook.validate(
-                settings.webhook_url, timeout=settings.webhook_timeout,
-                profile=endpoint.profile_name, transaction_id=pki.header.transaction_id,
-                challenge=secret, csr=csr, csr_der=csr_der)
+                settings, data_dir=self._gateway.data_dir, profile=endpoint.profile_name,
+                transaction_id=pki.header.transaction_id, challenge=secret, csr=csr,
+                csr_der=csr_der)
         with self._gateway.db.session() as session:
             return challenges.consume_challenge(
                 session, profile=endpoint.profile_name, secret=secret,
-                subject_cn=_common_name(csr.subject), now=self._gateway.clock.now())
+                names=challenges.csr_names(csr), now=self._gateway.clock.now())
 
     # -- polling and retrieval ---------------------------------------------------------
 
@@ -307,11 +306,6 @@ def _challenge_of(csr: x509.CertificateSigningRequest) -> str | None:
         return None
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return text.strip() or None
-
-
-def _common_name(subject: x509.Name) -> str | None:
-    names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else None
 
 
 def _spki(key: object) -> bytes:

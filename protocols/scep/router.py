@@ -18,10 +18,11 @@ from fastapi.responses import PlainTextResponse, Response
 
 from ca_backends.base import Rollover
 from gateway.errors import ErrorKind, GatewayError, client_detail
+from gateway.protocol_settings.scep import ChallengeMode, ScepProfileSettings
 from gateway.ra import NoRaIssuer, ensure_ra
 from gateway.runtime import Gateway
 from protocols.cms import certs_only
-from protocols.scep import certrep
+from protocols.scep import certrep, webhook
 from protocols.scep.errors import Unreadable
 from protocols.scep.operations import Endpoint, PkiOperations
 
@@ -30,6 +31,19 @@ log = logging.getLogger("gatehouse.scep")
 PKI_MESSAGE = "application/x-pki-message"
 CA_RA_CERT = "application/x-x509-ca-ra-cert"
 NEXT_CA_CERT = "application/x-x509-next-ca-cert"
+
+
+def _warn_weak_transport(name: str, settings: ScepProfileSettings) -> None:
+    """Start-up WARNINGs for the profile's legacy switches (issue #10 rule 12)."""
+    if settings.legacy_algorithms or settings.accept_legacy_requests:
+        log.warning("SCEP profile accepts legacy algorithms (SHA-1, DES, 3DES)",
+                    extra={"profile": name})
+    if settings.webhook_url and settings.webhook_url.lower().startswith("http://"):
+        log.warning("SCEP webhook over plain HTTP (webhook_allow_http)",
+                    extra={"profile": name})
+    if settings.challenge is ChallengeMode.WEBHOOK and webhook.secret_of(settings) is None:
+        log.error("SCEP webhook signing key is not set: every challenge will be refused",
+                  extra={"profile": name, "variable": settings.webhook_secret_env})
 
 
 class ScepFrontEnd:
@@ -49,6 +63,7 @@ class ScepFrontEnd:
                 log.warning("SCEP not served", extra={"profile": name, "reason": str(exc)})
                 continue
             self._endpoints[profile.scep.path or name] = Endpoint(name, profile, ra)
+            _warn_weak_transport(name, profile.scep)
             if name == gateway.config.default_profile:
                 self._default = profile.scep.path or name
         self._max = gateway.config.scep.max_message_bytes

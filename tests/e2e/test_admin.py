@@ -197,10 +197,10 @@ def test_credentials_are_usable_and_stored_hashed(server: GatehouseServer,
 
         with db.session() as session:
             principal = consume_challenge(session, profile="default", secret=secret,
-                                          subject_cn="dev-1", now=dt.datetime.now(dt.UTC))
+                                          names=["dev-1"], now=dt.datetime.now(dt.UTC))
             assert principal.id == made.json()["id"]
         with db.session() as session, pytest.raises(GatewayError):
-            consume_challenge(session, profile="default", secret=secret, subject_cn="dev-1",
+            consume_challenge(session, profile="default", secret=secret, names=["dev-1"],
                               now=dt.datetime.now(dt.UTC))
 
         with client(server, tokens["admin"]) as admin:

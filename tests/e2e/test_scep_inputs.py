@@ -135,12 +135,17 @@ def test_strict_profile_refuses_des_and_sha1_with_bad_alg(
         assert (reply.status, reply.fail_info) == ("2", "0")
 
 
-def test_default_profile_accepts_legacy_requests_and_answers_with_aes(
+def test_legacy_requests_refused_by_default_accepted_on_switch_and_answered_with_aes(
         gh: tuple[GatehouseServer, list[dict]]) -> None:
     server = gh[0]
     client = _client(server, digest="sha1", cipher="des")
     reply = client.read(_send(server, client.pkcs_req(
         csr_with_challenge(client.key, "old-device", challenge(server.data_dir))))[1])
+    assert (reply.status, reply.fail_info) == ("2", "0")  # badAlg: issue #10 rule 12
+    client = _client(server, "/scep/tolerant", digest="sha1", cipher="des")
+    reply = client.read(_send(server, client.pkcs_req(
+        csr_with_challenge(client.key, "old-device", challenge(server.data_dir, "tolerant"))),
+        "/scep/tolerant")[1])
     assert reply.status == "0"
     assert (reply.digest, reply.cipher) == ("sha256", "aes256_cbc")
     legacy = _client(server, "/scep/legacy", digest="sha1", cipher="tripledes_3key")

@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 
 import pytest
+from cryptography import x509
 
 from gateway.auth import challenges
 from gateway.auth.secrets import hash_secret
@@ -25,10 +26,11 @@ def _create(db: Database, **kwargs: object) -> challenges.IssuedChallenge:
 
 
 def _consume(db: Database, secret: str, *, cn: str | None = "dev", profile: str = "default",
-             now: dt.datetime = NOW) -> challenges.Principal:
+             now: dt.datetime = NOW, sans: tuple[str, ...] = ()) -> challenges.Principal:
+    names = ([cn] if cn is not None else []) + list(sans)
     with db.session() as session:
         return challenges.consume_challenge(session, profile=profile, secret=secret,
-                                            subject_cn=cn, now=now)
+                                            names=names, now=now)
 
 
 def test_challenge_is_stored_hashed_and_used_once(database: Database) -> None:
@@ -71,6 +73,28 @@ def test_subject_pattern_must_fully_match_the_cn(database: Database) -> None:
     _consume(database, issued.secret, cn="kiosk-12")
     with pytest.raises(GatewayError, match="bad subject pattern"):
         _create(database, subject_pattern="(")
+
+
+def test_subject_pattern_must_match_every_name(database: Database) -> None:
+    issued = _create(database, subject_pattern=r"kiosk-\d+", uses=5)
+    for sans in (("www.bank.example",), ("kiosk-1", "admin.corp.example")):
+        with pytest.raises(GatewayError, match="not valid for this subject"):
+            _consume(database, issued.secret, cn="kiosk-1", sans=sans)
+    with pytest.raises(GatewayError, match="not valid for this subject"):
+        _consume(database, issued.secret, cn=None, sans=())
+    _consume(database, issued.secret, cn="kiosk-1", sans=("kiosk-2",))
+
+
+def test_csr_names_lists_every_cn_and_san() -> None:
+    from cryptography.x509.oid import NameOID
+
+    from tests.support.pki import make_csr
+
+    csr, _ = make_csr("a.example.com", dns=["b.example.com"], ips=["10.0.0.1"],
+                      emails=["x@example.com"], uris=["urn:x"],
+                      extra_subject=[x509.NameAttribute(NameOID.COMMON_NAME, "second")])
+    assert sorted(challenges.csr_names(csr)) == sorted(
+        ["second", "a.example.com", "b.example.com", "10.0.0.1", "x@example.com", "urn:x"])
 
 
 def test_bad_arguments_are_refused(database: Database) -> None:

@@ -18,6 +18,8 @@ from tests.support.server import GatehouseServer, free_port, run_cli
 STATIC_ENV = "GH_TEST_SCEP_STATIC"
 STATIC_CHALLENGE = "static-challenge-for-tests"
 WEBHOOK_ALLOW = "hook-allow"
+WEBHOOK_SECRET_ENV = "GH_TEST_SCEP_WEBHOOK_KEY"
+WEBHOOK_SECRET = "webhook-signing-key-for-tests"
 
 
 def _profile(**scep: Any) -> dict[str, Any]:
@@ -25,8 +27,12 @@ def _profile(**scep: Any) -> dict[str, Any]:
 
 
 def start_scep_server(data_dir: Path, *, webhook_port: int | None = None,
-                      workers: int = 1) -> GatehouseServer:
-    """``gatehouse init``, add SCEP profiles to the config, then ``gatehouse up``."""
+                      workers: int = 1, legacy_clients: bool = False) -> GatehouseServer:
+    """``gatehouse init``, add SCEP profiles to the config, then ``gatehouse up``.
+
+    ``legacy_clients``: every profile but ``strict`` accepts SHA-1 / DES requests (micromdm
+    scepclient 2.1 sends nothing else; the default refuses them, issue #10 rule 12).
+    """
     run_cli(["init"], data_dir)
     path = data_dir / "gatehouse.yaml"
     config = yaml.safe_load(path.read_text())
@@ -36,14 +42,21 @@ def start_scep_server(data_dir: Path, *, webhook_port: int | None = None,
     profiles["intune"] = _profile(issuing_ca_only=True)
     profiles["strict"] = _profile(accept_legacy_requests=False, max_clock_skew_seconds=300)
     profiles["legacy"] = _profile(legacy_algorithms=True)
+    profiles["tolerant"] = _profile(accept_legacy_requests=True)
     profiles["renewals"] = {**_profile(), "renewal": {"expired_grace": "0s"}}
     if webhook_port is not None:
         profiles["hook"] = _profile(challenge="webhook",
                                     webhook_url=f"http://127.0.0.1:{webhook_port}/validate",
-                                    webhook_timeout=5)
+                                    webhook_allow_http=True, webhook_timeout=5,
+                                    webhook_secret_env=WEBHOOK_SECRET_ENV)
+    if legacy_clients:
+        for name, profile in profiles.items():
+            if name != "strict":
+                profile.setdefault("scep", {})["accept_legacy_requests"] = True
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return GatehouseServer(data_dir, workers=workers,
-                           env={STATIC_ENV: STATIC_CHALLENGE}).start()
+                           env={STATIC_ENV: STATIC_CHALLENGE,
+                                WEBHOOK_SECRET_ENV: WEBHOOK_SECRET}).start()
 
 
 @contextmanager
