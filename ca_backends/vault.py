@@ -1,11 +1,16 @@
 """The HashiCorp Vault / OpenBao PKI backend (same ``/v1/<mount>/`` API for both).
 
-Registers backend type ``vault``.  Issues through ``sign/<role>`` (Vault's role shapes the
-certificate; the decided CN, SANs and notAfter are passed as request fields) or
-``sign-verbatim[/<role>]`` (the CSR's subject and extensions are kept, so the gateway
-checks first that they are exactly what its policy decided), optionally under
-``issuer/<ref>/`` on multi-issuer mounts.  Revokes by serial (colon hex), serves the
-mount's CA chain and passes its CRL (RFC 5280 §5, DER) through.
+Registers backend type ``vault``.  Issues through ``sign/<role>`` (the default: the decided
+CN, SANs and notAfter are passed as request fields and Vault copies no CSR extension; the
+role's ``key_usage``/``ext_key_usage`` flags shape the rest, and a role must not take names
+from the CSR: ``use_csr_common_name=false``, ``use_csr_sans=false``) or
+``sign-verbatim[/<role>]`` (Vault copies the CSR's subject and every requested extension,
+so the gateway first refuses a CSR whose names differ from the decision or whose
+extensions go beyond it, and sends the decided key usage and EKU), optionally under
+``issuer/<ref>/`` on multi-issuer mounts.  Whatever Vault returns, the pipeline checks it
+against the decision before it is recorded (gateway/issuance_check.py).  Revokes by
+serial (colon hex), serves the mount's CA chain and passes its CRL (RFC 5280 §5, DER)
+through.
 
 Error mapping (each one a decision; see docs/backends.md):
 
@@ -43,6 +48,7 @@ from ca_backends.base import (
     register,
 )
 from ca_backends.vault_auth import CertAuth, VaultAuthConfig, VaultAuthError, VaultLogin
+from gateway.issuance_check import names_mismatch, requested_extension_problems
 from gateway.model import (
     Decision,
     EnrollmentRequest,
@@ -196,6 +202,10 @@ class VaultBackend:
             path = self._mount_path(f"sign/{role}")
         else:
             _check_verbatim(request.csr, decision)
+            problems = requested_extension_problems(request.csr, decision.key_usage,
+                                                    decision.extended_key_usage)
+            if problems:  # Vault would copy them into the certificate
+                raise BackendRejected("; ".join(problems))
             body["key_usage"] = sorted(_KEY_USAGE[u] for u in decision.key_usage if u in _KEY_USAGE)
             body["ext_key_usage_oids"] = list(decision.extended_key_usage)
             path = self._mount_path("sign-verbatim" + (f"/{role}" if role else ""))
@@ -295,13 +305,9 @@ def _sign_fields(decision: Decision) -> dict[str, Any]:
 
 def _check_verbatim(csr: x509.CertificateSigningRequest, decision: Decision) -> None:
     """sign-verbatim keeps the CSR's subject and SANs: refuse when the policy decided others."""
-    if csr.subject != decision.subject:
-        raise BackendRejected(
-            f"sign-verbatim would issue the CSR's subject {csr.subject.rfc4514_string()!r}, "
-            f"but the policy decided {decision.subject.rfc4514_string()!r}")
-    if set(identifiers_of_csr(csr)) != set(decision.sans):
-        raise BackendRejected("sign-verbatim would issue the CSR's subjectAltNames, which differ "
-                              "from those the policy decided")
+    mismatch = names_mismatch(csr, decision, signer="sign-verbatim")
+    if mismatch:
+        raise BackendRejected(mismatch)
 
 
 def identifiers_of_csr(csr: x509.CertificateSigningRequest) -> list[Identifier]:

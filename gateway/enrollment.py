@@ -27,6 +27,7 @@ from gateway.backends import Backends
 from gateway.clock import Clock
 from gateway.config import RetryConfig
 from gateway.errors import ErrorKind, GatewayError
+from gateway.issuance_check import BackendPolicyViolation, check_issued
 from gateway.model import (
     Decision,
     EnrollmentRequest,
@@ -35,6 +36,7 @@ from gateway.model import (
     Operation,
     Outcome,
     Pending,
+    RevocationReason,
 )
 from gateway.model import RequestState as S
 from gateway.policy import Explanation, Facts, PolicyEngine
@@ -124,7 +126,8 @@ class EnrollmentService:
             if decision.outcome is not Outcome.APPROVED:
                 self._store_decision(request_id, explanation)
                 return self.result(request_id)
-            outcome, backend_name, failure = await self._call_backends(request, decision)
+            outcome, backend_name, failure = await self._call_backends(request, decision,
+                                                                       request_id=request_id)
             if isinstance(outcome, IssuedCertificate):
                 stored = codec.decision_to_json(decision, None)
                 self._record(request_id, outcome, backend_name=backend_name, decision=stored,
@@ -290,19 +293,21 @@ class EnrollmentService:
             request = request_of(row)
             decision = codec.decision_from_json(must(row.decision))
             attempts = row.attempts
-        outcome, backend_name, failure = await self._call_backends(request, decision)
+        outcome, backend_name, failure = await self._call_backends(request, decision,
+                                                                   request_id=request_id)
         if isinstance(outcome, IssuedCertificate):
             self._record(request_id, outcome, backend_name=backend_name)
         else:
             self._after_backend(request_id, outcome, backend_name, failure, attempts=attempts)
 
     async def _call_backends(
-        self, request: EnrollmentRequest, decision: Decision
+        self, request: EnrollmentRequest, decision: Decision, *, request_id: str
     ) -> tuple[IssuedCertificate | Pending | None, str, GatewayError | None]:
         """Ask the profile's backend, then its fallback; never raises for backend trouble.
 
         Returns (outcome, backend name, failure): outcome None means unavailable
-        (failure is BackendUnavailable) or rejected (failure is BackendRejected).
+        (failure is BackendUnavailable), rejected (failure is BackendRejected) or a
+        certificate outside the decision (failure is BackendPolicyViolation).
         """
         names = [decision.backend]
         if decision.fallback_backend:
@@ -312,13 +317,46 @@ class EnrollmentService:
             backend = self._backends.get(name)
             try:
                 with metrics.backend_call(name):
-                    return await backend.issue(request, decision), name, None
+                    outcome = await backend.issue(request, decision)
             except BackendUnavailable as exc:
                 log.warning("backend unavailable", extra={"backend": name, "error": exc.detail})
                 failure = exc
+                continue
             except BackendRejected as exc:
                 return None, name, exc
+            if isinstance(outcome, IssuedCertificate):
+                violation = await self._vet(request_id, request, decision, outcome, name)
+                if violation is not None:
+                    return None, name, violation
+            return outcome, name, None
         return None, names[0], failure
+
+    async def _vet(self, request_id: str, request: EnrollmentRequest, decision: Decision,
+                   issued: IssuedCertificate, backend_name: str) -> BackendPolicyViolation | None:
+        """A backend is never trusted to enforce the policy (docs/security.md, rule 4): a
+        certificate outside the decision is audited, revoked where the CA can, refused."""
+        profile = self._policy.profile(request.profile)
+        violations = check_issued(issued, decision, request, now=self._clock.now(),
+                                  max_validity=profile.validity.max if profile else None)
+        if not violations:
+            return None
+        log.error("backend policy violation", extra={"backend": backend_name,
+                                                     "request_id": request_id,
+                                                     "serial": issued.serial,
+                                                     "violations": violations})
+        revoked = "yes"
+        try:
+            await self._backends.get(backend_name).revoke(issued.serial,
+                                                          RevocationReason.PRIVILEGE_WITHDRAWN)
+        except GatewayError as exc:  # Unsupported (ADCS web enrollment), or the CA is away
+            revoked = f"no: {exc.detail}"
+        with self._db.session() as session:
+            audit.record(session, at=self._clock.now(), actor="gatehouse",
+                         action="backend.policy_violation", outcome="refused",
+                         request_id=request_id, serial=issued.serial, profile=request.profile,
+                         reason="; ".join(violations), backend=backend_name,
+                         subject=issued.subject, revoked=revoked)
+        return BackendPolicyViolation(violations)
 
     def _after_backend(self, request_id: str, outcome: IssuedCertificate | Pending | None,
                        backend_name: str, failure: GatewayError | None, *, attempts: int) -> None:
@@ -333,6 +371,8 @@ class EnrollmentService:
                 audit.record(session, at=now, actor=actor(row), action="request.pending",
                              outcome="pending", request_id=request_id, profile=row.profile,
                              backend=backend_name, backend_ref=outcome.backend_ref)
+        elif isinstance(failure, BackendPolicyViolation):
+            self._fail(request_id, failure.detail, backend=backend_name)
         elif isinstance(failure, BackendRejected):
             self._fail(request_id, f"the CA refused the request: {failure.detail}",
                        backend=backend_name)
@@ -344,6 +384,8 @@ class EnrollmentService:
         with self._db.session() as session:
             row = must(requests.get(session, request_id))
             name, ref, attempts = must(row.backend), must(row.backend_ref), row.attempts
+            request = request_of(row)
+            decision = codec.decision_from_json(must(row.decision))
         backend = self._backends.get(name)
         try:
             outcome = await backend.poll(ref)
@@ -354,6 +396,10 @@ class EnrollmentService:
             self._fail(request_id, f"the CA refused the request: {exc.detail}", backend=name)
             return
         if isinstance(outcome, IssuedCertificate):
+            violation = await self._vet(request_id, request, decision, outcome, name)
+            if violation is not None:
+                self._fail(request_id, violation.detail, backend=name)
+                return
             self._record(request_id, outcome, backend_name=name)
         else:
             now = self._clock.now()

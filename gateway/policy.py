@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.config import NameRules, ProfileConfig
 from gateway.errors import ErrorKind
+from gateway.issuance_check import requested_extension_problems
 from gateway.model import (
     Decision,
     EnrollmentRequest,
@@ -292,6 +293,10 @@ class PolicyEngine:
 
         key_usage = self._key_usage(request.csr, profile)
         ekus = tuple(eku_oid(name) for name in profile.extended_key_usage)
+        refused = requested_extension_problems(request.csr, key_usage, ekus)
+        if refused:  # never dropped silently: some CAs copy them (docs/security.md, rule 4)
+            raise Denied(ErrorKind.POLICY_DENIED, "; ".join(refused))
+        checks.append("CSR extensions within the decision")
 
         held = profile.approval == "manual" and principal.kind is not PrincipalKind.ADMIN
         outcome = Outcome.HELD if held else Outcome.APPROVED
@@ -490,6 +495,7 @@ def _names_to_identifiers(names: x509.SubjectAlternativeName) -> list[Identifier
         elif isinstance(name, x509.UniformResourceIdentifier):
             out.append(Identifier(IdentifierType.URI, name.value))
     return out
+
 
 # -- names a certificate-authenticated EST client may request --------------------------
 

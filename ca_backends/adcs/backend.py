@@ -3,8 +3,11 @@
 Drives certsrv as deployed clients do (docs/backends.md lists the calls): ``GET /certsrv/``
 (credentials), ``certcarc.asp`` (``nRenewals``), ``certnew.p7b?ReqID=CACert`` (chain),
 ``POST certfnsh.asp`` (``Mode=newreq``), ``certnew.cer?ReqID=N`` (certificate or status).
-The CA's template decides subject, extensions and validity; the gateway's decision only
-picks the template (``decision.template`` or the entry's ``template``).
+Web enrollment signs the CSR as sent, under the CA's template (``decision.template`` or
+the entry's ``template``), which decides extensions and validity.  So the bridge refuses,
+before calling the CA, a CSR whose names differ from the decision or whose requested
+extensions go beyond it; the pipeline then checks the certificate the CA returns
+(gateway/issuance_check.py) and refuses one outside the decision.
 
 Outcomes: issued → ``IssuedCertificate``; pending (CA manager approval) →
 ``Pending(request id)``, polled through ``certnew.cer?ReqID=N``; denied or an error page →
@@ -39,6 +42,7 @@ from ca_backends.adcs.pages import (
 )
 from ca_backends.base import BackendRejected, BackendUnavailable, Health, Unsupported
 from ca_backends.vault import issued_certificate
+from gateway.issuance_check import names_mismatch, requested_extension_problems
 from gateway.model import Decision, EnrollmentRequest, IssuedCertificate, Pending, RevocationReason
 
 # Some IIS setups answer differently to non-browser agents (the certsrv library notes it).
@@ -120,6 +124,11 @@ class AdcsBackend:
         if not template:
             raise BackendRejected(f"backend {self.name!r} has no certificate template: set "
                                   f"'template' or the profile's 'template'")
+        refused = (names_mismatch(request.csr, decision, signer="the ADCS bridge")
+                   or "; ".join(requested_extension_problems(
+                       request.csr, decision.key_usage, decision.extended_key_usage)))
+        if refused:  # ADCS would sign the CSR as it stands
+            raise BackendRejected(refused)
         attributes = "\r\n".join([f"CertificateTemplate:{template}", *self._config.attributes])
         form = {
             "Mode": "newreq",

@@ -49,6 +49,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
+# What ``AdcsSimulator.tamper`` may hold: ways a CA can issue beyond the request.
+TAMPERING = ("extra-san", "ca", "key-cert-sign", "any-eku", "sid")
+# szOID_NTDS_CA_SECURITY_EXT: [0] otherName-like SEQUENCE {OID 311.25.2.1, [0] OCTET STRING SID}
+_SID_VALUE = bytes.fromhex("3040a03e060a2b060104018237190201a030042e") + b"S-1-5-21-1-2-3-500".ljust(46, b"0")
 TEMPLATES = {"WebServer": "issue", "ManagerApproval": "pending", "DeniedTemplate": "deny"}
 CA_NAME = "CORP-ISSUING-CA"
 HEADER = ("<HTML>\r\n<Head>\r\n\t<Meta HTTP-Equiv=\"Content-Type\" Content=\"text/html; "
@@ -125,6 +129,9 @@ class AdcsSimulator:
         self.requests: dict[int, SimRequest] = {}
         self.next_id = 41
         self.down = False  # answer 503 like IIS when the CA service is stopped
+        # A misconfigured or compromised CA, to prove the gateway checks what comes back:
+        # names of TAMPERING applied to every certificate signed from now on.
+        self.tamper: set[str] = set()
         self.lock = threading.Lock()
         self.seen: list[tuple[str, str, dict[str, str]]] = []  # (method, path, form) log
         self.connections: set[socket.socket] = set()
@@ -242,7 +249,22 @@ class AdcsSimulator:
             sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
         except x509.ExtensionNotFound:
             sans = []
-        builder = self._leaf(csr.subject, csr.public_key(), sans, [ExtendedKeyUsageOID.SERVER_AUTH], 365)
+        ekus = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if "any-eku" in self.tamper:
+            ekus.append(ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE)
+        if "extra-san" in self.tamper:
+            sans.append(x509.DNSName("admin.corp.example"))
+        builder = self._leaf(csr.subject, csr.public_key(), sans, ekus, 365)
+        if "ca" in self.tamper:
+            builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                                            critical=True)
+        if "key-cert-sign" in self.tamper:
+            builder = builder.add_extension(
+                x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                critical=True)
+        if "sid" in self.tamper:
+            builder = builder.add_extension(x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.4.1.311.25.2"), _SID_VALUE), critical=False)
         return builder.sign(self.issuers[-1][1], hashes.SHA256())
 
     def approve(self, req_id: int) -> None:

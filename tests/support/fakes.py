@@ -58,6 +58,10 @@ class FakeBackend:
                 names.append(x509.IPAddress(ipaddress.ip_address(ident.value)))
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        if decision.extended_key_usage:  # as decided: the pipeline checks what comes back
+            builder = builder.add_extension(x509.ExtendedKeyUsage(
+                [x509.ObjectIdentifier(oid) for oid in decision.extended_key_usage]),
+                critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         return IssuedCertificate(
             serial=format(serial, "x"), issuer=self.ca.subject.rfc4514_string(),

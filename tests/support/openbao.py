@@ -188,7 +188,9 @@ class OpenBao:
         """Root CA on ``pki-root``, intermediate on ``pki`` (what the backend uses), roles.
 
         Roles: ``gatehouse`` (any name, any key type, up to 400 days), ``narrow`` (only
-        ``*.example.test``).  Policy ``gatehouse`` covers what the backend calls; AppRole
+        ``*.example.test``); both take names from the request's fields, not the CSR, and
+        issue key usage digitalSignature with EKU serverAuth and clientAuth.  Policy
+        ``gatehouse`` covers what the backend calls; AppRole
         ``gatehouse`` and cert role ``gatehouse`` (trusting ``client_ca.pem``) get it.
         """
         self.api("POST", "sys/mounts/pki-root", {"type": "pki", "config": {"max_lease_ttl": "87600h"}})
@@ -203,8 +205,12 @@ class OpenBao:
         signed = self.api("POST", "pki-root/root/sign-intermediate",
                           {"csr": csr, "format": "pem_bundle", "ttl": "43800h"}).json()["data"]
         self.api("POST", "pki/intermediate/set-signed", {"certificate": signed["certificate"]})
+        # Names come from the gateway's decision, never from the CSR; key usage within
+        # every profile's (the gateway refuses a certificate beyond its decision).
         common = {"key_type": "any", "max_ttl": "9600h", "allow_ip_sans": True,
-                  "allowed_uri_sans": ["*"], "enforce_hostnames": False, "no_store": False}
+                  "allowed_uri_sans": ["*"], "enforce_hostnames": False, "no_store": False,
+                  "use_csr_common_name": False, "use_csr_sans": False,
+                  "key_usage": ["DigitalSignature"]}
         self.api("POST", "pki/roles/gatehouse", {**common, "allow_any_name": True})
         self.api("POST", "pki/roles/narrow", {**common, "allowed_domains": ["example.test"],
                                                "allow_subdomains": True, "allow_any_name": False})
