@@ -69,7 +69,18 @@ def test_server_settings_environment_overrides(monkeypatch: pytest.MonkeyPatch) 
 
 def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GATEHOUSE_ACME_HTTP01_PORT", "GATEHOUSE_ACME_TLSALPN01_PORT",
-                 "GATEHOUSE_ACME_DNS_RESOLVER"):
+                 "GATEHOUSE_ACME_DNS_RESOLVER", "GATEHOUSE_ACME_VALIDATION_ALLOW"):
         monkeypatch.delenv(name, raising=False)
     settings = AcmeServerSettings.model_validate({})
     assert (settings.http01_port, settings.tlsalpn01_port, settings.dns_resolver) == (80, 443, None)
+    assert settings.validation_allow == ()  # public addresses only (issue #10 rule 7)
+    settings = AcmeServerSettings.model_validate({"validation_allow": ["10.1.2.3/8"]})
+    assert settings.validation_allow == ("10.0.0.0/8",)
+    with pytest.raises(ValueError, match="CIDR"):
+        AcmeServerSettings.model_validate({"validation_allow": ["10.0.0.0/33"]})
+
+
+def test_validation_allow_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEHOUSE_ACME_VALIDATION_ALLOW", "127.0.0.0/8, ::1/128")
+    settings = AcmeServerSettings.model_validate({"validation_allow": ["10.0.0.0/8"]})
+    assert settings.validation_allow == ("127.0.0.0/8", "::1/128")
