@@ -49,6 +49,13 @@ def load_csr_der(der: bytes) -> x509.CertificateSigningRequest:
         csr = x509.load_der_x509_csr(der)
         csr.public_key()  # unsupported key algorithms raise here, not later
         _ = csr.subject.rdns
+        # cryptography parses extensions and attributes lazily: any later access (the
+        # policy, the store) must not be the first to meet a broken one.
+        _ = list(csr.extensions), list(csr.attributes)
+        _refuse_control_characters(csr)
+    except x509.DuplicateExtension as exc:
+        raise GatewayError(ErrorKind.BAD_CSR,
+                           f"the CSR requests the extension {exc.oid.dotted_string} twice") from exc
     except (ValueError, x509.InvalidVersion) as exc:
         raise GatewayError(ErrorKind.MALFORMED, f"not a valid DER PKCS#10 CSR: {_short(exc)}") from exc
     except x509.UnsupportedGeneralNameType as exc:
@@ -57,6 +64,24 @@ def load_csr_der(der: bytes) -> x509.CertificateSigningRequest:
         raise GatewayError(ErrorKind.UNSUPPORTED_KEY,
                            "the CSR's public key algorithm is not supported") from exc
     return csr
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _refuse_control_characters(csr: x509.CertificateSigningRequest) -> None:
+    """A NUL or other control character in a name makes it read differently to
+    different software (the null-prefix attack): such a CSR is refused, never trimmed."""
+    texts = [a.value for a in csr.subject if isinstance(a.value, str)]
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        texts += [n.value for n in san if isinstance(n, x509.DNSName | x509.RFC822Name
+                                                      | x509.UniformResourceIdentifier)]
+    if any(_CONTROL.search(text) for text in texts):
+        raise GatewayError(ErrorKind.BAD_CSR, "a name in the CSR contains a control character")
 
 
 def decode_base64(data: bytes, *, what: str) -> bytes:

@@ -1,0 +1,189 @@
+"""Rule 11 (JSON and JWS): hostile ACME requests in-process against the whole app.
+
+Deeply nested JSON, damaged bytes of a valid signed request, properly signed JWS whose
+protected header or payload holds arbitrary JSON, and odd CSRs at finalize: each answer
+is an RFC 8555 problem document with a 4xx status (RFC 8555 §6.7), never a 5xx or a
+logged traceback.  The positive control registers an account and orders a certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from tests.security.fuzzing import FUZZ, Harness, harness, mutate, seed
+from tests.security.odd_csrs import odd_csrs, plain_csr
+from tests.unit.protocols.acme.signer import Client, Key, b64, jws
+
+DIRECTORY = "https://testserver/acme/directory"
+PROBLEM = "application/problem+json"
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats()
+    | st.text(max_size=30) | st.sampled_from(["", "dns", "ip", "x" * 300, "https://testserver/"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=4),
+    max_leaves=12)
+_ACCOUNT_KEY = Key("ES256")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Harness:
+    return harness(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def acme(app: Harness) -> Client:
+    client = Client(app.client, DIRECTORY, _ACCOUNT_KEY)
+    assert app.check(client.register()).status_code in (200, 201)
+    return client
+
+
+def _problem(app: Harness, response: httpx.Response, what: object) -> None:
+    app.check(response, what)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith(PROBLEM), response.text
+    assert response.json()["type"].startswith("urn:ietf:params:acme:error:")
+
+
+def _post(app: Harness, url: str, body: bytes) -> httpx.Response:
+    return app.client.post(url, content=body, headers={"Content-Type": "application/jose+json"})
+
+
+def _ready_order(app: Harness, acme: Client, name: str) -> str:
+    """A newOrder for ``name`` whose authorization is marked valid (no validation server
+    runs in-process): the order is ready to finalize."""
+    response = app.check(acme.post(acme.directory["newOrder"],
+                                   {"identifiers": [{"type": "dns", "value": name}]}))
+    assert response.status_code == 201, response.text
+    order_id = response.headers["Location"].rsplit("/", 1)[1]
+    with app.gateway.db.begin() as connection:
+        connection.execute(text("UPDATE acme_authorizations SET status = 'valid' "
+                                "WHERE order_id = :id"), {"id": order_id})
+    return str(response.json()["finalize"])
+
+
+def test_positive_control_account_order_and_finalize(app: Harness, acme: Client) -> None:
+    finalize = _ready_order(app, acme, "acme-control.example.test")
+    csr = plain_csr("acme-control.example.test")
+    response = app.check(acme.post(finalize, {"csr": b64(csr)}))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] in ("valid", "processing")
+
+
+def test_deeply_nested_json_is_malformed_not_a_recursion_error(app: Harness) -> None:
+    for path in ("new-account", "new-order", "revoke-cert"):
+        for body in (b'{"protected":' + b"[" * 5000 + b"]" * 5000 + b"}", b"[" * 100_000,
+                     b'{"a":' * 20_000):
+            _problem(app, _post(app, f"https://testserver/acme/default/{path}", body), body[:20])
+    response = _post(app, "https://testserver/acme/default/new-account",
+                     b'{"protected":' + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert response.status_code == 400
+    assert response.json()["type"] == "urn:ietf:params:acme:error:malformed"
+
+
+def test_deeply_nested_signed_payload_is_malformed(app: Harness, acme: Client) -> None:
+    """The payload verifies, then nests 5,000 levels: malformed, not a 500."""
+    nested = "[" * 5000 + "]" * 5000
+    protected = b64(json.dumps({"alg": "ES256", "kid": acme.kid, "nonce": acme.nonce(),
+                                "url": acme.directory["newOrder"]}).encode())
+    payload = b64(('{"identifiers":' + nested + "}").encode())
+    signature = b64(_ACCOUNT_KEY.sign(f"{protected}.{payload}".encode()))
+    body = json.dumps({"protected": protected, "payload": payload, "signature": signature})
+    response = _post(app, acme.directory["newOrder"], body.encode())
+    _problem(app, response, "nested payload")
+    assert response.json()["type"] == "urn:ietf:params:acme:error:malformed"
+
+
+@FUZZ
+@given(data=st.data())
+def test_damaged_bytes_of_a_signed_request(app: Harness, acme: Client, data: st.DataObject) -> None:
+    valid = seed("acme-new-order", lambda: json.dumps(jws(
+        _ACCOUNT_KEY, acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": "fuzz.example.test"}]},
+        nonce=acme.nonce(), kid=acme.kid)).encode())
+    body = mutate(data, valid)
+    response = _post(app, acme.directory["newOrder"], body)
+    if response.status_code != 201:  # a harmless change, the first time its nonce is fresh
+        _problem(app, response, body)
+
+
+@FUZZ
+@given(data=st.data(), member=st.sampled_from(["alg", "nonce", "url", "jwk", "kid", "b64", "crit",
+                                               "extra"]))
+def test_arbitrary_json_in_the_protected_header(app: Harness, acme: Client, data: st.DataObject,
+                                                member: str) -> None:
+    value = data.draw(JSON_VALUES, label="value")
+    header: dict[str, Any] = {"alg": "ES256", "nonce": acme.nonce(), "url": acme.directory["newAccount"],
+                              "jwk": _ACCOUNT_KEY.jwk}
+    if member == "jwk" and isinstance(value, dict) and data.draw(st.booleans()):
+        value = {**_ACCOUNT_KEY.jwk, **value}
+    header[member] = value
+    protected = b64(json.dumps(header).encode())
+    payload = b64(json.dumps({"termsOfServiceAgreed": True}).encode())
+    signature = b64(_ACCOUNT_KEY.sign(f"{protected}.{payload}".encode()))
+    body = json.dumps({"protected": protected, "payload": payload, "signature": signature})
+    response = _post(app, acme.directory["newAccount"], body.encode())
+    app.check(response, header)
+    assert response.status_code < 500
+
+
+_RESOURCES = ("newAccount", "newOrder", "account", "keyChange", "revokeCert", "order",
+              "finalize", "authz", "chall", "cert")
+
+
+@FUZZ
+@given(data=st.data(), resource=st.sampled_from(_RESOURCES))
+def test_arbitrary_signed_payloads_at_every_resource(app: Harness, acme: Client,
+                                                     data: st.DataObject, resource: str) -> None:
+    """Valid signatures over arbitrary JSON payloads (and JSON-shaped ones: a payload
+    that is an object with the resource's own member names and wrong values)."""
+    order = seed("acme-order", lambda: app.check(acme.post(
+        acme.directory["newOrder"], {"identifiers": [{"type": "dns", "value": "o.example.test"}]}
+    )).content)
+    order_json = json.loads(order)
+    authz_url = order_json["authorizations"][0]
+    urls = {**acme.directory, "account": acme.kid, "finalize": order_json["finalize"],
+            "authz": authz_url, "order": order_json["finalize"].rsplit("/", 1)[0],
+            "cert": acme.directory["newOrder"].replace("new-order", "cert/" +
+                                                       order_json["finalize"].split("/")[-2]),
+            "chall": authz_url.replace("/authz/", "/chall/")}
+    members = {"newAccount": ["contact", "termsOfServiceAgreed", "onlyReturnExisting",
+                              "externalAccountBinding"],
+               "newOrder": ["identifiers", "notBefore", "notAfter", "replaces", "profile"],
+               "account": ["contact", "status"], "keyChange": ["account", "oldKey"],
+               "revokeCert": ["certificate", "reason"], "finalize": ["csr"]}.get(resource, ["x"])
+    if data.draw(st.booleans(), label="shaped"):
+        payload: Any = {m: data.draw(JSON_VALUES) for m in
+                        data.draw(st.lists(st.sampled_from(members), min_size=1, unique=True))}
+    else:
+        payload = data.draw(JSON_VALUES | st.none(), label="payload")
+    body = jws(_ACCOUNT_KEY, urls[resource], payload, nonce=acme.nonce(),
+               kid=None if resource == "newAccount" else acme.kid)
+    response = _post(app, urls[resource], json.dumps(body).encode())
+    app.check(response, (resource, payload))
+    assert response.status_code < 500
+
+
+@FUZZ
+@given(csr=odd_csrs())
+def test_odd_csrs_at_finalize(app: Harness, acme: Client, csr: bytes) -> None:
+    finalize = _ready_order(app, acme, "fuzz.example.test")
+    response = app.check(acme.post(finalize, {"csr": b64(csr)}), csr)
+    assert response.status_code in (200, 400, 403), response.text
+
+
+@FUZZ
+@given(data=st.data())
+def test_damaged_csrs_at_finalize(app: Harness, acme: Client, data: st.DataObject) -> None:
+    finalize = _ready_order(app, acme, "fuzz.example.test")
+    csr = mutate(data, plain_csr("fuzz.example.test"))
+    response = app.check(acme.post(finalize, {"csr": base64.urlsafe_b64encode(csr).decode()
+                                              .rstrip("=")}), csr)
+    assert response.status_code in (200, 400, 403), response.text
