@@ -95,6 +95,14 @@ class Authenticator:
         except GatewayError:
             return self._certs.from_anchors(profile, creds.client_cert_der, now)
 
+    def issued_cert(self, profile: str, creds: Credentials) -> x509.Certificate | None:
+        """The TLS client certificate if the gateway issued it under ``profile`` (current,
+        unrevoked); None when none was presented; raises FORBIDDEN otherwise."""
+        if creds.client_cert_der is None:
+            return None
+        return self._certs.issued_under(profile, creds.client_cert_der,
+                                        self._gateway.clock.now())
+
     def reenroll_cert(self, profile: str, settings: EstProfileSettings,
                       creds: Credentials) -> tuple[x509.Certificate, bool] | None:
         """The certificate a simplereenroll renews (RFC 7030 §4.2.2), and whether the

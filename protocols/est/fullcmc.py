@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asn1crypto import core
@@ -32,6 +32,7 @@ from gateway.model import Operation, Principal, RequestState, RevocationReason
 from gateway.revocation.service import holder_may_revoke
 from gateway.store import certificates
 from protocols.est import cmc
+from protocols.est.auth import Credentials, cert_principal
 from protocols.est.cmssig import SignedContent, open_signed
 from protocols.est.enroll import Call, Enroller, Reply, load_csr
 from protocols.est.errors import cmc_fail_info
@@ -58,7 +59,7 @@ class _Answer:
 async def fullcmc(enroller: Enroller, call: Call) -> Reply:
     auth = enroller.auth
     creds = auth.credentials(call.scope, call.headers)
-    principal = auth.principal(call.profile, call.settings.auth, creds)
+    principal = _principal(enroller, call, creds)
     client_cert = auth.client_cert(call.profile, creds)
     require_media_type(call.header(b"content-type"), PKCS7)
     der = decode_body(call.body, call.header(b"content-transfer-encoding"), what="CMC request")
@@ -75,6 +76,30 @@ async def fullcmc(enroller: Enroller, call: Call) -> Reply:
     body = enroller.signer.sign(cmc.OID_PKI_RESPONSE, response.dump(), answer.certificates)
     return 200, [(b"content-type", CMC_RESPONSE.encode()),
                  (b"content-transfer-encoding", b"base64")], b64(body)
+
+
+def _principal(enroller: Enroller, call: Call, creds: Credentials) -> Principal:
+    """EST authentication (``est.auth``); besides, a certificate the gateway issued under
+    this profile, presented as the TLS client certificate, may revoke itself and do
+    nothing else (enrollment with a certificate needs one from the profile's anchors)."""
+    auth = enroller.auth
+    try:
+        return auth.principal(call.profile, call.settings.auth, creds)
+    except GatewayError as refused:
+        if refused.kind is not ErrorKind.FORBIDDEN or creds.basic is not None \
+                or call.settings.auth not in ("any", "client-cert"):
+            raise
+        try:
+            cert = auth.issued_cert(call.profile, creds)
+        except GatewayError:
+            raise refused from None
+        if cert is None:
+            raise refused from None
+        principal = cert_principal(cert, call.profile)
+        return replace(principal, attributes={**principal.attributes, _REVOKE_ONLY: "yes"})
+
+
+_REVOKE_ONLY = "fullcmc_revoke_only"
 
 
 def _parse(der: bytes, client_cert: x509.Certificate | None,
@@ -196,6 +221,11 @@ async def _enroll(enroller: Enroller, call: Call, principal: Principal,
                       "use PKCS#10 (tcr)", cmc.CMCFailInfo.BAD_REQUEST)
         return
     part = request.chosen["body_part_id"].native
+    if principal.attributes.get(_REVOKE_ONLY):
+        answer.status(cmc.CMCStatus.FAILED, [part], "client certificate refused: enrollment "
+                      "needs one issued by a trusted CA of this profile; renew with "
+                      "simplereenroll", cmc.CMCFailInfo.BAD_IDENTITY)
+        return
     try:
         csr_der = request.chosen["certification_request"].dump()
         csr = load_csr(csr_der)

@@ -25,9 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from protocols.est import cmc
-from tests.e2e.test_est_cmc import _pki_data, _signed, _statuses
+from tests.e2e.test_est_cmc import _pki_data, _signed, _statuses, _tcr
 from tests.security.conftest import profile_like_default, start_configured
 from tests.support.est import curl, est_url, openssl_csr, pkcs7_to_pem
+from tests.support.pki import make_csr
 from tests.support.server import GatehouseServer, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -71,23 +72,35 @@ def _enroll(server: GatehouseServer, tmp: Path, name: str,
 
 
 def _revoke(server: GatehouseServer, profile: str, victim: x509.Certificate,
-            signer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> tuple[int, int | None]:
-    """device1 of ``profile`` asks /fullcmc to revoke ``victim``; (CMC status, failInfo)."""
+            signer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], *,
+            tls_client: tuple[Path, Path] | None = None,
+            enroll: x509.CertificateSigningRequest | None = None) -> tuple[int, int | None]:
+    """device1 of ``profile`` (or, with ``tls_client``, that certificate alone) asks
+    /fullcmc to revoke ``victim``; (CMC status, failInfo) of the revokeRequest."""
     revoke = cmc.RevokeRequest({
         "issuer_name": asn1_x509.Certificate.load(victim.public_bytes(Encoding.DER)).issuer,
         "serial_number": victim.serial_number, "reason": 1})
-    message = _signed(_pki_data([cmc.tagged_attribute(7, cmc.OID_REVOKE_REQUEST, revoke)], []),
-                      signer[1], signer[0])
+    requests = [_tcr(8, enroll)] if enroll is not None else []
+    message = _signed(_pki_data([cmc.tagged_attribute(7, cmc.OID_REVOKE_REQUEST, revoke)],
+                                requests), signer[1], signer[0])
+    context = ssl.create_default_context(cafile=str(server.root_pem))
+    if tls_client is not None:
+        context.load_cert_chain(str(tls_client[0]), str(tls_client[1]))
     response = httpx.post(
         est_url(server, "fullcmc", _label(profile)), content=base64.encodebytes(message),
         headers={"Content-Type": "application/pkcs7-mime; smime-type=CMC-request"},
-        auth=("device1", PASSWORDS[profile]), timeout=30,
-        verify=ssl.create_default_context(cafile=str(server.root_pem)))
-    assert response.status_code == 200, response.text
+        auth=None if tls_client else ("device1", PASSWORDS[profile]), timeout=30,
+        verify=context)
+    if response.status_code != 200:
+        return response.status_code, None
+
     # The response signature is tested in tests/e2e/test_est_cmc.py; read it here.
     info = cms.ContentInfo.load(base64.b64decode(response.content))
     content = info["content"]["encap_content_info"]["content"].native
-    [(status, parts, fail)] = _statuses(cmc.PKIResponse.load(content))
+    statuses = _statuses(cmc.PKIResponse.load(content))
+    if enroll is not None:
+        assert statuses[1] == (2, [8], int(cmc.CMCFailInfo.BAD_IDENTITY)), statuses
+    status, parts, fail = statuses[0]
     assert parts == [7]
     return status, fail
 
@@ -110,3 +123,17 @@ def test_same_user_name_on_another_profile_cannot_revoke(est: GatehouseServer,
     assert _status(est, attacker[0]) == "revoked"
     assert _revoke(est, "default", victim[0], victim) == (0, None)
     assert _status(est, victim[0]) == "revoked"
+
+
+def test_a_certificate_revokes_itself_only_on_its_own_profile(est: GatehouseServer,
+                                                              tmp_path: Path) -> None:
+    cert, key = _enroll(est, tmp_path, "self", "default")
+    tls = (tmp_path / "self.pem", tmp_path / "self.key")
+    # Presented to another profile's /fullcmc it authenticates nothing (EST 403).
+    assert _revoke(est, "b", cert, (cert, key), tls_client=tls)[0] == 403
+    assert _status(est, cert) == "valid"
+    # On its own profile it revokes itself; an enrollment in the same message is refused
+    # (a gateway-issued certificate does not authenticate enrollment, rule 2).
+    csr, _ = make_csr("more.example.test")
+    assert _revoke(est, "default", cert, (cert, key), tls_client=tls, enroll=csr) == (0, None)
+    assert _status(est, cert) == "revoked"
