@@ -55,7 +55,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, openbao: OpenBao,  # noqa: F81
     config["backends"]["adcs"] = {
         "type": "adcs", "url": adcs_sim.url, "template": "WebServer", "ca_cert": str(adcs_sim.root_pem),
         "auth": {"method": "ntlm", "username": adcs_sim.username, "password_env": "CROSS_ADCS_PW"}}
-    default = config["profiles"]["default"]
+    # scepclient 2.1 sends SHA-1 + single DES, refused by default (docs/security.md rule 12).
+    default = {**config["profiles"]["default"], "scep": {"accept_legacy_requests": True}}
     config["profiles"]["internal"] = {**default, "backend": "internal"}
     config["profiles"]["vault"] = {**default, "backend": "openbao"}
     config["profiles"]["adcs"] = {**default, "backend": "adcs"}

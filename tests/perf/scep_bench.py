@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+import yaml  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
@@ -134,7 +135,13 @@ def run(args: argparse.Namespace) -> None:
         scep.terminate()
         scep.wait(10)
 
-    server = GatehouseServer(scratch / "gatehouse-data", workers=2).start()
+    data_dir = scratch / "gatehouse-data"
+    run_cli(["init"], data_dir)  # scepclient 2.1 sends SHA-1 + DES: the legacy switch on
+    config_path = data_dir / "gatehouse.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["profiles"]["default"]["scep"] = {"accept_legacy_requests": True}
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    server = GatehouseServer(data_dir, workers=2).start()
     try:
         challenge = run_cli(["challenge", "create", "default", "--uses",
                              str(args.enrollments + 10), "--ttl", "1d"],

@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 sys.path.insert(0, str(REPO))
 
+import yaml  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from protocols.scep import message  # noqa: E402
@@ -115,6 +116,11 @@ def scepclient(workdir: Path, url: str, fingerprint: str, cn: str,
 def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="scep-capture-"))
     data = scratch / "data"
+    run_cli(["init"], data)  # scepclient 2.1 sends SHA-1 + DES: the legacy switch on
+    config_path = data / "gatehouse.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["profiles"]["default"]["scep"] = {"accept_legacy_requests": True}
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     server = GatehouseServer(data).start()
     recorder = Recorder(server.http_url)
     url = f"http://127.0.0.1:{recorder.port}/scep"
