@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ ROLES = {
     "client-only": {"server_flag": False, "client_flag": True, "key_usage": ["DigitalSignature"]},
     "loose": {},
 }
-PROFILES = ("vault-client", "verbatim-client", "vault-loose", "adcs")
+PROFILES = ("vault-client", "verbatim-client", "vault-loose", "adcs", "adcs-approval")
 
 
 @dataclass
@@ -75,7 +76,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 "openbao": vault,
                 "openbao-verbatim": {**vault, "mode": "sign-verbatim"},
                 "adcs": {"type": "adcs", "url": sim.url, "template": "WebServer",
-                         "ca_cert": str(sim.root_pem),
+                         "ca_cert": str(sim.root_pem), "poll_interval": 1,
                          "auth": {"method": "basic", "username": sim.username,
                                   "password_env": "TRUST_ADCS_PASSWORD"}},
             })
@@ -86,7 +87,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 "verbatim-client": {**client, "backend": "openbao-verbatim"},
                 "vault-loose": {**client, "backend": "openbao", "template": "loose"},
                 "adcs": {**default, "backend": "adcs"},
+                "adcs-approval": {**default, "backend": "adcs", "template": "ManagerApproval"},
             })
+            config["retry"] = {"poll_interval": "1s", "base_delay": "1s", "max_delay": "2s"}
 
         secrets = {"TRUST_BAO_TOKEN": bao.root_token, "TRUST_ADCS_PASSWORD": sim.password}
 
@@ -251,6 +254,31 @@ def test_adcs_issuing_beyond_the_decision_is_refused(env: Env, tamper: str, expe
                        "WHERE a.action = 'backend.policy_violation' AND a.serial = ?",
                   violations(env, cn)[0][0])
     assert state == [("failed",)]
+
+
+def test_a_pending_adcs_request_approved_with_a_tampered_certificate_fails(env: Env) -> None:
+    """The retry worker's poll goes through the same check as a first answer."""
+    cn = "approved-tampered.example.test"
+    status, body = enroll(env, "adcs-approval", csr_b64(env.work, "approved", cn))
+    assert status == 202, body
+    [pending] = [r for r in env.sim.requests.values() if r.disposition == 5]
+    env.sim.tamper = {"extra-san"}
+    try:
+        env.sim.approve(pending.id)
+    finally:
+        env.sim.tamper = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not violations(env, cn):
+        time.sleep(0.5)
+    [(_, reason, details)] = violations(env, cn)
+    assert "dns:admin.corp.example" in reason and details["backend"] == "adcs"
+    assert not in_inventory(env, cn)
+    states = query(env, "SELECT state, reason FROM requests WHERE id = ?",
+                   query(env, "SELECT request_id FROM audit_events WHERE action = "
+                              "'backend.policy_violation' AND details LIKE ?",
+                         f"%{cn}%")[0][0])
+    assert states == [("failed", "the CA issued a certificate that does not match the policy "
+                                 "decision; it was refused and not delivered")]
 
 
 def test_adcs_behaving_issues(env: Env) -> None:
