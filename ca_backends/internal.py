@@ -164,7 +164,7 @@ class InternalCa:
             raise BackendRejected("the decision has no notAfter")
         try:
             public_key = request.csr.public_key()
-            signature_ok = request.csr.is_signature_valid
+            signature_ok = request.csr_signature_ok
         except (UnsupportedAlgorithm, ValueError) as exc:
             raise BackendRejected("the CSR's key type is not supported") from exc
         if not signature_ok:

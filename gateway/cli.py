@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,12 +77,13 @@ def _serve(args: argparse.Namespace, *, banner: bool) -> int:
     from gateway import logs
     from gateway.config import config_path, database_url, load_config
     from gateway.serve import serve
-    from gateway.setup import trust_anchor
+    from gateway.setup import secure_data_dir, trust_anchor
     from gateway.store.migrate import upgrade
 
     data_dir = data_dir_from(args.data_dir)
     config = load_config(config_path(data_dir))
     logs.configure(config.logging.level, config.logging.json_lines)
+    secure_data_dir(data_dir)
     upgrade(database_url(config, data_dir))
     listeners = _listeners(args, config)
     workers = args.workers or config.server.workers
@@ -234,6 +236,9 @@ def _principal_kinds() -> list[Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything this process creates (the SQLite database and its journal, keys,
+    # exports) is owner-only (docs/security.md, rule 8).
+    os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

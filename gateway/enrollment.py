@@ -139,7 +139,7 @@ class EnrollmentService:
             return self.result(request_id)
         finally:
             if not released:
-                self._release(request_id)
+                self._release(request_id, request)
 
     def _facts(self, request: EnrollmentRequest) -> Facts:
         """What the policy needs from the database, looked up only when it asks."""
@@ -206,6 +206,7 @@ class EnrollmentService:
             requests.set_state(row, S.DENIED, now=now, reason=reason or f"denied by {by}",
                                decision=decision, decided_by=by, lease_until=None,
                                next_attempt_at=None)
+            requests.redact_final(row)
             audit.record(session, at=now, actor=by, action="request.denied", outcome="ok",
                          request_id=request_id, profile=row.profile, reason=reason)
 
@@ -479,11 +480,16 @@ class EnrollmentService:
                          outcome="failed", request_id=request_id, profile=row.profile,
                          reason=f"{reason}: {detail}" if detail else reason)
 
-    def _release(self, request_id: str) -> None:
+    def _release(self, request_id: str, request: EnrollmentRequest | None = None) -> None:
+        """Give up the lease.  The stored CSR keeps its challengePassword only while a
+        request must wait for a CA that verifies the signed original (rule 8)."""
         with self._db.session() as session:
             row = requests.get(session, request_id)
             if row is not None:
                 row.lease_until = None
+                if request is not None:
+                    requests.keep_signed_csr(row, request)
+                requests.redact_final(row)
 
     def _find_transaction(self, request: EnrollmentRequest) -> str | None:
         assert request.transaction_id

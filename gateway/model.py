@@ -160,6 +160,14 @@ class EnrollmentRequest:
     requested_not_before: dt.datetime | None = None
     requested_not_after: dt.datetime | None = None
     transaction_id: str | None = None  # protocol-level id; makes submission idempotent
+    # Rebuilt from a row whose CSR had its challengePassword removed (gateway.csr_redaction):
+    # the original's signature verified at receipt; ``csr`` itself no longer verifies.
+    csr_verified_at_receipt: bool = False
+
+    @property
+    def csr_signature_ok(self) -> bool:
+        """Proof of possession: the CSR's signature verifies, or did when received."""
+        return self.csr_verified_at_receipt or self.csr.is_signature_valid
 
 
 @dataclass(frozen=True, slots=True)

@@ -259,7 +259,7 @@ class PolicyEngine:
                          f"{request.profile!r}")
         checks.append(f"auth method {principal.kind} allowed")
 
-        if not request.csr.is_signature_valid:
+        if not request.csr_signature_ok:
             raise Denied(ErrorKind.BAD_CSR, "the CSR's signature does not verify")
         checks.append("CSR signature verifies")
 

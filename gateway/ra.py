@@ -128,7 +128,8 @@ def ensure_ras(config: GatehouseConfig, data_dir: Path) -> None:
 def _locked(directory: Path) -> Iterator[None]:
     """One creator at a time: several workers may start together."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with (directory / ".lock").open("a") as handle:
+    lock = directory / ".lock"
+    with os.fdopen(os.open(lock, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -164,7 +165,7 @@ def _issue(config: GatehouseConfig, data_dir: Path, profile_name: str, key_path:
     cert_pem = x509.load_der_x509_certificate(issued.der).public_bytes(_PEM)
     key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _write(key_path, key_pem, 0o600)
-    _write(cert_path, cert_pem, 0o644)
+    _write(cert_path, cert_pem, 0o600)  # public, but the data dir is owner-only (rule 8)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

@@ -90,6 +90,7 @@ def request_of(row: RequestRow) -> EnrollmentRequest:
         requested_not_before=row.requested_not_before,
         requested_not_after=row.requested_not_after,
         transaction_id=row.transaction_id,
+        csr_verified_at_receipt=row.csr_verified_at_receipt,
     )
 
 

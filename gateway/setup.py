@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import socket
+import stat
 from pathlib import Path
 
 from cryptography import x509
@@ -30,6 +32,8 @@ from gateway.config import (
     resolve_path,
 )
 from gateway.store.migrate import upgrade
+
+log = logging.getLogger("gatehouse.setup")
 
 DEFAULT_CONFIG = """\
 # Gatehouse configuration, written by 'gatehouse {command}'.  Paths are relative to the
@@ -116,7 +120,7 @@ def _host_names() -> tuple[list[str], list[str]]:
 def initialize(data_dir: Path, *, https: str, http: str | None, key_type: str = "ec-p256",
                command: str = "init") -> GatehouseConfig:
     """Create what is missing: config, CA(s), TLS certificate, database schema."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(data_dir)
     path = config_path(data_dir)
     if not path.exists():
         write_default_config(path, https=https, http=http, key_type=key_type, command=command)
@@ -152,6 +156,32 @@ def initialize(data_dir: Path, *, https: str, http: str | None, key_type: str = 
     ensure_ras(config, data_dir)
     upgrade(database_url(config, data_dir))
     return config
+
+
+def secure_data_dir(data_dir: Path) -> None:
+    """Create the data directory owner-only (0700), and tighten one that is not.
+
+    It holds the CA key passphrase, the TLS and RA keys and, with SQLite, the database
+    (password hashes, requests): nothing in it is for group or others (docs/security.md,
+    rule 8).  Entries an older version or an operator left group/other-accessible lose
+    those bits, with one warning; the process umask (gateway.cli) keeps new files 0600.
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tightened: list[str] = []
+    for path in (data_dir, *data_dir.rglob("*")):
+        try:
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) or not mode & 0o077:
+                continue
+            path.chmod(stat.S_IMODE(mode) & ~0o077)
+            tightened.append(str(path.relative_to(data_dir)))
+        except OSError as exc:  # not ours (e.g. a mounted config): say so, go on
+            log.warning("cannot make a data directory entry owner-only",
+                        extra={"path": str(path), "error": exc.strerror})
+    if tightened:
+        log.warning("data directory entries were accessible to group or others; made "
+                    "owner-only", extra={"data_dir": str(data_dir), "count": len(tightened),
+                                         "paths": tightened[:20]})
 
 
 def trust_anchor(config: GatehouseConfig, data_dir: Path) -> tuple[Path, str] | None:

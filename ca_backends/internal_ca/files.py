@@ -1,8 +1,8 @@
 """The internal CA's directory: layout, owner-only file writes, passphrase, issuers.json.
 
 ```
-<directory>/            0700
-  root.pem  root.key    root certificate; encrypted PKCS #8 key (0600)
+<directory>/            0700; every file 0600
+  root.pem  root.key    root certificate; encrypted PKCS #8 key
   issuers.json          [{"id": "1", "active_from": "<ISO 8601>"}, ...]
   issuers/<id>/cert.pem issuing CA generation <id>
   issuers/<id>/key.pem  its encrypted key (0600)
@@ -23,7 +23,9 @@ from ca_backends.internal_ca.config import InternalCaConfig
 from gateway.errors import ConfigError
 
 PRIVATE_FILE_MODE = 0o600
-PUBLIC_FILE_MODE = 0o644
+# Certificates are public, yet every file in the data directory is owner-only
+# (docs/security.md, rule 8): clients get them over the wire (GetCACert, /cacerts, AIA).
+PUBLIC_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from enum import StrEnum
 
+from asn1crypto import algos as asn1_algos
 from asn1crypto import keys as asn1_keys
-from cryptography.hazmat.primitives import hashes, serialization
+from asn1crypto import pem as asn1_pem
+from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 CaPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 CaPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -63,13 +68,59 @@ def signature_hash(
     return hashes.SHA256()
 
 
+# PBKDF2-HMAC-SHA256 iterations deriving the key that encrypts a CA key (OWASP's current
+# minimum; docs/security.md, rule 8).  cryptography's BestAvailableEncryption uses 2,048
+# and offers no way to choose for PKCS #8, so the structure is built here.
+KDF_ITERATIONS = 600_000
+
+
 def encrypt_private_key(key: CaPrivateKey, passphrase: bytes) -> bytes:
-    """Encrypted PKCS #8 PEM (RFC 5958 EncryptedPrivateKeyInfo)."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
-    )
+    """Encrypted PKCS #8 PEM (RFC 5958 EncryptedPrivateKeyInfo): PBES2 (RFC 8018 §6.2)
+    with PBKDF2-HMAC-SHA256 at ``KDF_ITERATIONS`` and AES-256-CBC.
+
+    Any PKCS #8 reader (OpenSSL, cryptography) loads it with the passphrase.
+    """
+    plain = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+    salt, iv = os.urandom(16), os.urandom(16)
+    kek = hashlib.pbkdf2_hmac("sha256", passphrase, salt, KDF_ITERATIONS, dklen=32)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plain) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(kek), modes.CBC(iv)).encryptor()
+    encrypted = encryptor.update(padded) + encryptor.finalize()
+    info = asn1_keys.EncryptedPrivateKeyInfo({
+        "encryption_algorithm": {
+            "algorithm": "pbes2",
+            "parameters": {
+                "key_derivation_func": {
+                    "algorithm": "pbkdf2",
+                    "parameters": {"salt": asn1_algos.Pbkdf2Salt(
+                        name="specified", value=salt), "iteration_count": KDF_ITERATIONS,
+                                   "prf": {"algorithm": "sha256"}},
+                },
+                "encryption_scheme": {"algorithm": "aes256_cbc", "parameters": iv},
+            },
+        },
+        "encrypted_data": encrypted,
+    })
+    return bytes(asn1_pem.armor("ENCRYPTED PRIVATE KEY", info.dump()))
+
+
+def kdf_iterations(pem: bytes) -> int | None:
+    """The PBKDF2 iteration count of an encrypted PKCS #8 PEM key; None for another KDF
+    (scrypt, PBES1) or an unreadable file."""
+    try:
+        _type, _headers, der = asn1_pem.unarmor(pem)
+        algorithm = asn1_keys.EncryptedPrivateKeyInfo.load(der)["encryption_algorithm"]
+        if algorithm["algorithm"].native != "pbes2":
+            return None
+        kdf = algorithm["parameters"]["key_derivation_func"]
+        if kdf["algorithm"].native != "pbkdf2":
+            return None
+        count: int = kdf["parameters"]["iteration_count"].native
+        return count
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def decrypt_private_key(pem: bytes, passphrase: bytes) -> CaPrivateKey:

@@ -9,6 +9,7 @@ generations keep signing CRLs and OCSP answers for the certificates they issued.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +33,18 @@ from ca_backends.internal_ca.files import (
     write_issuer_records,
 )
 from ca_backends.internal_ca.keys import (
+    KDF_ITERATIONS,
     CaPrivateKey,
     KeyType,
     decrypt_private_key,
     encrypt_private_key,
     generate_private_key,
+    kdf_iterations,
     key_type_of,
 )
 from gateway.clock import Clock
+
+log = logging.getLogger("gatehouse.ca")
 
 # CA certificates start a little in the past so that clients whose clocks lag accept a
 # freshly created CA.
@@ -165,6 +170,8 @@ def load_ca(directory: Path, passphrase: bytes) -> LoadedCa:
     if not layout.root_cert.exists() or not layout.issuers_json.exists():
         raise CaSetupError(f"no internal CA in {directory}: run 'gatehouse init'")
     root = _load_certificate(layout.root_cert)
+    if _weakly_encrypted(read_file(layout.root_key)):
+        _decrypt(layout.root_key, passphrase)  # re-encrypts it with today's KDF cost
     issuers = []
     for record in read_issuer_records(layout):
         certificate = _load_certificate(layout.issuer_cert(record.id))
@@ -232,10 +239,27 @@ def _load_certificate(path: Path) -> x509.Certificate:
 
 
 def _decrypt(path: Path, passphrase: bytes) -> CaPrivateKey:
+    """Decrypt a CA key; one written by an older version with a cheap KDF (PBKDF2 at
+    2,048 iterations) is re-encrypted at ``KDF_ITERATIONS`` on the way (rule 8)."""
+    pem = read_file(path)
     try:
-        return decrypt_private_key(read_file(path), passphrase)
+        key = decrypt_private_key(pem, passphrase)
     except (ValueError, TypeError) as exc:
         raise CaSetupError(f"cannot decrypt {path}: wrong CA passphrase?") from exc
+    if _weakly_encrypted(pem):
+        try:
+            write_file(path, encrypt_private_key(key, passphrase), PRIVATE_FILE_MODE)
+            log.warning("CA key re-encrypted with a stronger key derivation",
+                        extra={"path": str(path), "iterations": KDF_ITERATIONS})
+        except OSError as exc:
+            log.warning("cannot re-encrypt a weakly encrypted CA key",
+                        extra={"path": str(path), "error": exc.strerror})
+    return key
+
+
+def _weakly_encrypted(pem: bytes) -> bool:
+    iterations = kdf_iterations(pem)
+    return iterations is not None and iterations < KDF_ITERATIONS
 
 
 def _check_pair(path: Path, certificate: x509.Certificate, key: CaPrivateKey) -> None:

@@ -1,9 +1,10 @@
 """HTTP Basic users (RFC 7617) for EST, stored hashed in the credentials table.
 
 ``gatehouse user add PROFILE NAME`` writes a ``kind="password"`` credential whose secret
-is an scrypt hash (gateway.auth.secrets).  Verifying scrypt costs tens of milliseconds
-by design, which an enrollment at device-fleet rates cannot pay on every request, so a
-*successful* verification is remembered in process memory for a short TTL, keyed by
+is an scrypt hash (gateway.auth.secrets; one of an older, lower cost is re-hashed at
+the next successful login).  Verifying scrypt costs hundreds of milliseconds by design,
+which an enrollment at device-fleet rates cannot pay on every request, so a *successful*
+verification is remembered in process memory for a short TTL, keyed by
 HMAC-SHA256(per-process random key, profile NUL user NUL password).  The cache never
 holds a password, and its key dies with the process; a password change, a disabled
 user or a deleted user takes effect after at most the TTL (0 turns the cache off).
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.auth.secrets import verify_secret
+from gateway.auth.secrets import hash_secret, needs_rehash, verify_secret
 from gateway.store import credentials
 from gateway.store.db import Database
 
@@ -66,11 +67,22 @@ class UserDirectory:
             return None
         if not verify_secret(password, stored):
             return None
+        if needs_rehash(stored):
+            self._rehash(profile, name, stored, password)
         if self._ttl > 0:
             if len(self._cache) >= _MAX_CACHE:
                 self._cache.clear()
             self._cache[token] = now + self._ttl
         return User(profile, name)
+
+    def _rehash(self, profile: str, name: str, stored: str, password: str) -> None:
+        """Bring a hash made at an older, lower cost up to PASSWORD_COST (rule 8); only if
+        nobody changed it meanwhile."""
+        fresh = hash_secret(password)
+        with self._db.session() as session:
+            row = credentials.find(session, kind=PASSWORD_KIND, profile=profile, name=name)
+            if row is not None and row.secret_hash == stored:
+                row.secret_hash = fresh
 
     def forget(self) -> None:
         """Drop every cached verification (e.g. after an operator changed users)."""
@@ -82,5 +94,5 @@ class UserDirectory:
 
 
 # A valid hash of a random password, so lookups of unknown users cost one scrypt too.
-_DUMMY_HASH = ("scrypt$14$8$1$AAAAAAAAAAAAAAAAAAAAAA==$"
+_DUMMY_HASH = ("scrypt$17$8$1$AAAAAAAAAAAAAAAAAAAAAA==$"
                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")

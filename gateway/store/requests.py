@@ -12,6 +12,7 @@ from sqlalchemy import insert as insert_
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from gateway.csr_redaction import redact_challenge
 from gateway.model import EnrollmentRequest, RequestState
 from gateway.store.tables import RequestRow, requests_table
 
@@ -30,6 +31,7 @@ def insert(session: Session | Connection, request: EnrollmentRequest, *, request
         subject = request.csr.subject.rfc4514_string()
     except ValueError:
         subject = ""
+    csr_der, verified = stored_csr(request)
     # A constant statement with parameters: compiled once, cached by SQLAlchemy.
     session.execute(insert_(requests_table), [dict(
         id=request_id,
@@ -40,7 +42,8 @@ def insert(session: Session | Connection, request: EnrollmentRequest, *, request
         principal_kind=request.principal.kind.value,
         principal_id=request.principal.id,
         principal_attributes=dict(request.principal.attributes),
-        csr_der=request.csr_der,
+        csr_der=csr_der,
+        csr_verified_at_receipt=verified,
         subject=subject,
         sans=[],
         proven_identifiers=[str(i) for i in request.proven_identifiers],
@@ -55,6 +58,46 @@ def insert(session: Session | Connection, request: EnrollmentRequest, *, request
         created_at=now,
         updated_at=now,
     )])
+
+
+def stored_csr(request: EnrollmentRequest) -> tuple[bytes, bool]:
+    """The CSR as the database keeps it: without its challengePassword (docs/security.md,
+    rule 8), and whether the original's signature verified (recorded only when the copy
+    is redacted: a CSR without the attribute is kept as it came and verifies itself)."""
+    try:
+        redacted = redact_challenge(request.csr_der)
+    except (ValueError, TypeError):
+        return request.csr_der, False
+    if redacted is None:
+        return request.csr_der, False
+    return redacted, request.csr_signature_ok
+
+
+def keep_signed_csr(row: RequestRow, request: EnrollmentRequest) -> None:
+    """Store the original signed CSR (challenge included) of a request that must wait.
+
+    Remote CAs (Vault, ADCS) verify the CSR's signature themselves, so a request held for
+    approval or waiting for its CA keeps what they need until it is final; then
+    ``redact_final`` removes the challenge again.
+    """
+    if row.state in _WAITING and row.csr_der != request.csr_der:
+        row.csr_der = request.csr_der
+
+
+def redact_final(row: RequestRow) -> None:
+    """Once a request is final (issued, denied, failed), its CSR keeps no challenge."""
+    if row.state not in _FINAL:
+        return
+    try:
+        redacted = redact_challenge(row.csr_der)
+    except (ValueError, TypeError):
+        return
+    if redacted is not None:
+        row.csr_der = redacted
+
+
+_FINAL = (RequestState.ISSUED.value, RequestState.DENIED.value, RequestState.FAILED.value)
+_WAITING = (RequestState.RECEIVED.value, RequestState.SUBMITTED.value, RequestState.HELD.value)
 
 
 def get(session: Session, request_id: str) -> RequestRow | None:

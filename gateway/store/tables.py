@@ -76,6 +76,9 @@ class RequestRow(Base):
     principal_id: Mapped[str] = mapped_column(String(255))
     principal_attributes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     csr_der: Mapped[bytes] = mapped_column(LargeBinary)
+    # The original CSR's signature verified when it was received; csr_der may have had
+    # its challengePassword removed since (gateway.csr_redaction; docs/security.md rule 8).
+    csr_verified_at_receipt: Mapped[bool] = mapped_column(default=False)
     subject: Mapped[str] = mapped_column(Text, default="")
     sans: Mapped[list[str]] = mapped_column(JSON, default=list)
     proven_identifiers: Mapped[list[str]] = mapped_column(JSON, default=list)
