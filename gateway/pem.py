@@ -12,6 +12,7 @@ import re
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509.oid import NameOID
 
 from gateway.errors import ErrorKind, GatewayError
 
@@ -52,7 +53,7 @@ def load_csr_der(der: bytes) -> x509.CertificateSigningRequest:
         # cryptography parses extensions and attributes lazily: any later access (the
         # policy, the store) must not be the first to meet a broken one.
         _ = list(csr.extensions), list(csr.attributes)
-        _refuse_control_characters(csr)
+        _check_names(csr)
     except x509.DuplicateExtension as exc:
         raise GatewayError(ErrorKind.BAD_CSR,
                            f"the CSR requests the extension {exc.oid.dotted_string} twice") from exc
@@ -67,21 +68,67 @@ def load_csr_der(der: bytes) -> x509.CertificateSigningRequest:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+# RFC 5280 Appendix A upper bounds (ub-common-name and friends); 256 for the rest.
+_UPPER_BOUNDS = {NameOID.COMMON_NAME: 64, NameOID.ORGANIZATION_NAME: 64,
+                 NameOID.ORGANIZATIONAL_UNIT_NAME: 64, NameOID.LOCALITY_NAME: 128,
+                 NameOID.STATE_OR_PROVINCE_NAME: 128, NameOID.SERIAL_NUMBER: 64,
+                 NameOID.TITLE: 64, NameOID.EMAIL_ADDRESS: 255}
+_MAX_VALUE = 256
+_MAX_ATTRIBUTES = 32
 
 
-def _refuse_control_characters(csr: x509.CertificateSigningRequest) -> None:
-    """A NUL or other control character in a name makes it read differently to
-    different software (the null-prefix attack): such a CSR is refused, never trimmed."""
-    texts = [a.value for a in csr.subject if isinstance(a.value, str)]
+def _check_names(csr: x509.CertificateSigningRequest) -> None:
+    """Refuse names that read differently to different software or break RFC 5280:
+    control characters (the NUL-prefix attack), over-long or too many subject
+    attributes, and SANs that are not what their type says (a dNSName that is not a
+    host name, non-ASCII IA5 text).  Refused, never trimmed."""
+    attributes = list(csr.subject)
+    if len(attributes) > _MAX_ATTRIBUTES:
+        raise GatewayError(ErrorKind.BAD_CSR, f"the CSR's subject has more than "
+                           f"{_MAX_ATTRIBUTES} attributes")
+    for attribute in attributes:
+        value = attribute.value
+        if not isinstance(value, str):
+            continue
+        if _CONTROL.search(value):
+            raise GatewayError(ErrorKind.BAD_CSR,
+                               "a name in the CSR's subject contains a control character")
+        bound = _UPPER_BOUNDS.get(attribute.oid, _MAX_VALUE)
+        if len(value) > bound:
+            raise GatewayError(ErrorKind.BAD_CSR, f"the CSR's subject {attribute.rfc4514_string()[:40]}"
+                               f"... is longer than {bound} characters (RFC 5280)")
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        texts += [n.value for n in san if isinstance(n, x509.DNSName | x509.RFC822Name
-                                                      | x509.UniformResourceIdentifier)]
-    if any(_CONTROL.search(text) for text in texts):
-        raise GatewayError(ErrorKind.BAD_CSR, "a name in the CSR contains a control character")
+        return
+    if not len(san):
+        raise GatewayError(ErrorKind.BAD_CSR, "the CSR's subjectAltName is empty (RFC 5280 "
+                           "§4.2.1.6)")
+    for name in san:
+        if not isinstance(name, x509.DNSName | x509.RFC822Name | x509.UniformResourceIdentifier):
+            continue
+        text = name.value
+        if not text or not text.isascii() or _CONTROL.search(text) or " " in text:
+            raise GatewayError(ErrorKind.BAD_CSR, f"the CSR has an invalid subjectAltName "
+                               f"{type(name).__name__} {text[:64]!r}")
+        if isinstance(name, x509.DNSName) and not _is_host_name(text):
+            raise GatewayError(ErrorKind.BAD_CSR,
+                               f"the CSR's dNSName {text[:64]!r} is not a host name")
+        if isinstance(name, x509.RFC822Name):
+            local, at, domain = text.rpartition("@")
+            if not (local and at and _is_host_name(domain)) or domain.startswith("*"):
+                raise GatewayError(ErrorKind.BAD_CSR,
+                                   f"the CSR's rfc822Name {text[:64]!r} is not a mail address")
+
+
+def _is_host_name(text: str) -> bool:
+    """A DNS host name (RFC 1123 labels, '_' tolerated), optionally '*.' + one."""
+    labels = text.split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+    return (0 < len(labels) and len(text) <= 253
+            and all(_DNS_LABEL.fullmatch(label) for label in labels))
 
 
 def decode_base64(data: bytes, *, what: str) -> bytes:

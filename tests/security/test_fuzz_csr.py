@@ -15,7 +15,22 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
 
 from tests.security.fuzzing import EST_PASSWORD, EST_USER, FUZZ, OPEN_PROFILE, Harness, harness
-from tests.security.odd_csrs import CN, info, key, name, odd_csrs, plain_csr, signed_csr, spki, utf8
+from tests.security.odd_csrs import (
+    CN,
+    ORG,
+    SAN,
+    extension,
+    info,
+    key,
+    name,
+    odd_csrs,
+    plain_csr,
+    seq,
+    signed_csr,
+    spki,
+    tlv,
+    utf8,
+)
 from tests.unit.protocols.scep.client import Client, ra_from_ca_ra_cert, self_signed
 
 
@@ -99,3 +114,33 @@ def test_a_cn_with_a_nul_byte_is_refused_not_truncated(app: Harness) -> None:
                                content=client.pkcs_req(csr),
                                headers={"Content-Type": "application/x-pki-message"})
     assert client.read(app.check(response).content).status == "2"  # FAILURE
+
+
+def _san(*names: bytes) -> list[bytes]:
+    return [extension(SAN, seq(*names))]
+
+
+@pytest.mark.parametrize(("label", "subject", "extensions"), [
+    ("CN over 64 characters", ((CN, "a" * 65),), []),
+    ("O of 5,000 characters", ((ORG, "o" * 5000), (CN, "t.example.test")), []),
+    ("an empty subjectAltName", ((CN, "t.example.test"),), _san()),
+    ("a dNSName with a space", ((CN, "t.example.test"),), _san(tlv(0x82, b"a b.example.test"))),
+    ("a dNSName '*'", ((CN, "t.example.test"),), _san(tlv(0x82, b"*"))),
+    ("an empty dNSName", ((CN, "t.example.test"),), _san(tlv(0x82, b""))),
+    ("a UTF-8 dNSName", ((CN, "t.example.test"),), _san(tlv(0x82, "é.example".encode()))),
+    ("a NUL in a URI", ((CN, "t.example.test"),), _san(tlv(0x86, b"https://a\x00b.example"))),
+    ("an rfc822Name '@@'", ((CN, "t.example.test"),), _san(tlv(0x81, b"@@"))),
+    ("an IP network SAN", ((CN, "t.example.test"),), _san(tlv(0x87, bytes([10, 0, 0, 0, 255, 0, 0, 0])))),
+])
+def test_names_that_break_rfc_5280_are_refused_with_a_reason(
+        app: Harness, label: str, subject: tuple[tuple[str, str], ...],
+        extensions: list[bytes]) -> None:
+    """Each was issued (or reached the CA's encoder) before: now a 400 with the reason;
+    plain names on the same profile are issued (the positive control above)."""
+    private = key("p256")
+    csr = signed_csr(info(name(*((kind, utf8(value)) for kind, value in subject)), spki(private),
+                          extensions), private)
+    response = app.check(app.client.post(EST_ENROLL, content=base64.encodebytes(csr),
+                                         auth=(EST_USER, EST_PASSWORD),
+                                         headers={"Content-Type": "application/pkcs10"}))
+    assert response.status_code == 400, (label, response.text)
