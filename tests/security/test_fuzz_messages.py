@@ -205,6 +205,19 @@ def test_scep_mutated_messages(app: Harness, data: st.DataObject, where: str) ->
         assert client.read(response.content).status in ("0", "2", "3")
 
 
+@FUZZ
+@given(operation=st.sampled_from(["GetCACaps", "GetCACert", "GetNextCACert", "PKIOperation",
+                                  "getcacaps", "", "x" * 300]) | st.text(max_size=20),
+       message=st.text(max_size=200) | st.binary(max_size=150).map(
+           lambda b: base64.b64encode(b).decode()),
+       path=st.sampled_from(["/scep", f"/scep/{OPEN_PROFILE}", "/scep/nope",
+                             "/cgi-bin/pkiclient.exe", "/scep/default/pkiclient.exe"]))
+def test_scep_odd_query_strings(app: Harness, operation: str, message: str, path: str) -> None:
+    response = app.client.get(path, params={"operation": operation, "message": message})
+    app.check(response, (path, operation, message))
+    assert response.status_code in (200, 400, 404, 405)
+
+
 # -- OCSP (RFC 6960) -----------------------------------------------------------------------
 
 
