@@ -181,6 +181,37 @@ def test_backend_down_stays_retryable_then_completes(database: Database) -> None
     assert env.count(CertificateRow) == 1
 
 
+def test_a_request_that_makes_the_backend_raise_fails_alone(
+        database: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Security rule 11: an unexpected exception from a backend (or the policy) on one
+    stored request fails that request with a generic reason; the worker goes on."""
+    from cryptography import x509
+
+    env = Env(database)
+    env.primary.mode = "down"
+    bad = run(env.service.submit(env.request(dns=("bad.example.test",))))
+    env.clock.advance(dt.timedelta(seconds=30))
+    good = run(env.service.submit(env.request(dns=("good.example.test",))))
+    issue = env.primary.issue
+
+    async def buggy(request: EnrollmentRequest, decision: Any) -> Any:
+        names = request.csr.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        if "bad.example.test" in names:
+            raise RuntimeError("a backend bug")
+        return await issue(request, decision)
+
+    env.primary.issue = buggy  # type: ignore[method-assign]
+    env.primary.mode = "issue"
+    env.clock.advance(dt.timedelta(minutes=10))
+    assert run(env.service.retry_due()) == 2
+    assert env.row(bad.request_id).state == "failed"
+    assert env.row(bad.request_id).reason == "internal error while processing the request"
+    assert env.row(good.request_id).state == "issued"
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == [
+        "request failed unexpectedly"]
+
+
 def test_fallback_backend_takes_over(database: Database) -> None:
     env = Env(database, default=ProfileConfig(backend="primary", fallback_backend="secondary"))
     env.primary.mode = "down"
