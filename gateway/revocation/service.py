@@ -95,6 +95,10 @@ class RevocationService:
     # -- CRLs --------------------------------------------------------------------------
 
     def signer(self, backend_name: str) -> RevocationSigner:
+        """The backend named in a CRL, OCSP or AIA URL; NOT_FOUND for a name no backend has
+        (a client's path, not a configuration error)."""
+        if backend_name not in self._backends.names():
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no backend {backend_name!r}")
         backend = self._backends.get(backend_name)
         if not isinstance(backend, RevocationSigner):
             raise GatewayError(ErrorKind.NOT_FOUND, f"backend {backend_name!r} has no gateway CRL")

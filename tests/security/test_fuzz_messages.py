@@ -262,3 +262,21 @@ def test_ocsp_mutated_requests(app: Harness, data: st.DataObject, method: str) -
     assert response.status_code in (200, 400, 404, 414, 415)
     if response.status_code == 200:
         _ocsp_status(response.content)  # a well-formed OCSPResponse, whatever its status
+
+
+@FUZZ
+@given(template=st.sampled_from(["/crl/{a}.crl", "/crl/{a}/{b}.crl", "/ca/{a}/{b}.cer",
+                                 "/ocsp/{a}", "/ocsp/{a}/{b}"]),
+       a=st.sampled_from(["internal", "nope", "x" * 300, "..", "%00"]) | st.text(max_size=12),
+       b=st.sampled_from(["", "0", "MA==", "A" * 9000, "%2F"]) | st.text(max_size=12))
+def test_revocation_paths_with_odd_segments(app: Harness, template: str, a: str, b: str) -> None:
+    from urllib.parse import quote
+
+    path = template.format(a=quote(a, safe="%"), b=quote(b, safe="%"))
+    if template == "/ocsp/{a}":
+        response = app.client.post(path, content=b"\x30\x00",
+                                   headers={"Content-Type": "application/ocsp-request"})
+    else:
+        response = app.client.get(path)
+    app.check(response, path)
+    assert response.status_code < 500
