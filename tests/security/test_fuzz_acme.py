@@ -197,3 +197,25 @@ def test_odd_csrs_at_finalize(app: Harness, acme: Client, csr: bytes) -> None:
 def test_damaged_csrs_at_finalize(app: Harness, acme: Client, data: st.DataObject) -> None:
     response = _finalize(app, acme, mutate(data, plain_csr("fuzz.example.test")))
     assert response.status_code in (200, 400, 403), response.text
+
+
+@FUZZ
+@given(profile=st.sampled_from(["default", "open", "nope", "x" * 300, ".."]) | st.text(max_size=10),
+       cert_id=st.sampled_from(["", ".", "a.b", "AA.AA", "AAAA.", ".AAAA", "!!.??", "A" * 5000 + ".AA",
+                                "aGVsbG8.d29ybGQ", "aGVsbG8.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
+       | st.text(max_size=40) | st.binary(max_size=40).map(lambda b: b64(b) + "." + b64(b[::-1])),
+       resource=st.sampled_from(["directory", "new-nonce", "renewal-info/{id}", "order/{id}",
+                                 "authz/{id}", "chall/{id}", "cert/{id}", "acct/{id}",
+                                 "acct/{id}/orders", "order/{id}/finalize"]))
+def test_odd_profiles_and_resource_ids(app: Harness, acme: Client, profile: str, cert_id: str,
+                                       resource: str) -> None:
+    from urllib.parse import quote
+
+    path = f"/acme/{quote(profile, safe='')}/{resource.format(id=quote(cert_id, safe=''))}"
+    if resource in ("directory", "new-nonce") or resource.startswith("renewal-info"):
+        response = app.client.get(path)
+    else:  # POST-as-GET, signed with the account key, at an odd URL
+        body = jws(_ACCOUNT_KEY, "https://testserver" + path, None, nonce=acme.nonce(), kid=acme.kid)
+        response = _post(app, path, json.dumps(body).encode())
+    app.check(response, path)
+    assert response.status_code < 500
