@@ -44,6 +44,14 @@ def acme(app: Harness) -> Client:
     return client
 
 
+@pytest.fixture(scope="module")
+def spare(app: Harness) -> Client:
+    """A second account, for key changes."""
+    client = Client(app.client, DIRECTORY, Key("ES256"))
+    assert app.check(client.register()).status_code in (200, 201)
+    return client
+
+
 def _problem(app: Harness, response: httpx.Response, what: object) -> None:
     app.check(response, what)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
@@ -219,3 +227,45 @@ def test_odd_profiles_and_resource_ids(app: Harness, acme: Client, profile: str,
         response = _post(app, path, json.dumps(body).encode())
     app.check(response, path)
     assert response.status_code < 500
+
+
+@FUZZ
+@given(data=st.data(), where=st.sampled_from(["key-change", "eab"]),
+       member=st.sampled_from(["alg", "url", "jwk", "kid", "nonce", "payload", "signature"]))
+def test_nested_jws_with_odd_members(app: Harness, spare: Client, data: st.DataObject,
+                                     where: str, member: str) -> None:
+    """The JWS inside a JWS: keyChange's inner JWS (RFC 8555 §7.3.5) and the external
+    account binding (§7.3.4), with one member replaced by arbitrary JSON.  Key changes
+    use an account of their own: one that succeeds (a harmless member) rolls its key."""
+    acme = spare
+    value = data.draw(JSON_VALUES, label="value")
+    new_key = Key("ES256")
+    if where == "key-change":
+        url, signer_key, kid = acme.directory["keyChange"], new_key, None
+        payload: Any = {"account": acme.kid, "oldKey": acme.key.jwk}
+        header: dict[str, Any] = {"alg": "ES256", "url": url, "jwk": new_key.jwk}
+    else:
+        url, signer_key, kid = acme.directory["newAccount"], new_key, None
+        payload = new_key.jwk
+        header = {"alg": "HS256", "url": url, "kid": "kid-" + "0" * 10}
+    if member in ("payload", "signature"):
+        inner_protected = b64(json.dumps(header).encode())
+        inner_payload = b64(json.dumps(value if member == "payload" else payload).encode())
+        inner = {"protected": inner_protected, "payload": inner_payload,
+                 "signature": value if member == "signature" else b64(b"\x00" * 64)}
+    else:
+        header[member] = value
+        inner_protected = b64(json.dumps(header).encode())
+        inner_payload = b64(json.dumps(payload).encode())
+        signature = b64(signer_key.sign(f"{inner_protected}.{inner_payload}".encode()))
+        inner = {"protected": inner_protected, "payload": inner_payload, "signature": signature}
+    if where == "key-change":
+        body = jws(acme.key, url, inner, nonce=acme.nonce(), kid=acme.kid)
+    else:
+        body = jws(new_key, url, {"termsOfServiceAgreed": True, "externalAccountBinding": inner},
+                   nonce=acme.nonce(), kid=kid)
+    response = _post(app, url, json.dumps(body).encode())
+    app.check(response, (where, member, value))
+    assert response.status_code < 500
+    if where == "key-change" and response.status_code == 200:
+        acme.key = new_key
