@@ -41,6 +41,7 @@ FUZZ = settings(max_examples=int(os.environ.get("GATEHOUSE_FUZZ_EXAMPLES", "200"
 EST_USER = "fuzz-dev"
 EST_PASSWORD = "fuzz-" + os.urandom(8).hex()
 OPEN_PROFILE = "open"
+PROXY = "127.0.0.2"
 
 
 class _ErrorWatch(logging.Handler):
@@ -106,12 +107,15 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Harness:
         default = config["profiles"][config.get("default_profile", "default")]
         # SCEP without a challenge: mutated requests reach the policy, not just the RA.
         config["profiles"][OPEN_PROFILE] = {**default, "scep": {"challenge": "none"}}
+        # The test client is a trusted TLS-terminating proxy: the EST client-certificate
+        # header (URL-encoded PEM) is an entry point to fuzz too.
+        config["est"] = {**(config.get("est") or {}), "trusted_proxies": [f"{PROXY}/32"]}
         config_file.write_text(yaml.safe_dump(config, sort_keys=False))
         run_cli(["user", "add", "default", EST_USER], data_dir, stdin=EST_PASSWORD + "\n")
         token = run_cli(["token", "create", "--role", "admin"], data_dir).stdout.strip()
         gateway = Gateway.build(load_config(config_path(data_dir)), data_dir)
         client = TestClient(create_app(gateway), base_url="https://testserver",
-                            raise_server_exceptions=False)
+                            raise_server_exceptions=False, client=(PROXY, 50000))
         shared = Harness(data_dir, client, token, gateway)
         logging.getLogger().addHandler(shared.watch)
         _SHARED["app"] = shared

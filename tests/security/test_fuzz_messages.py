@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -69,6 +70,45 @@ def test_est_mutated_csrs(app: Harness, data: st.DataObject, operation: str) -> 
     else:
         body = base64.encodebytes(mutate(data, valid))
     assert _est_post(app, operation, body) in (200, 202, 400, 401, 403, 413, 415, 429)
+
+
+def _issued_pem(app: Harness, cn: str) -> bytes:
+    response = app.check(app.client.post(EST + "simpleenroll",
+                                         content=base64.encodebytes(plain_csr(cn)),
+                                         auth=(EST_USER, EST_PASSWORD),
+                                         headers={"Content-Type": "application/pkcs10"}))
+    assert response.status_code == 200, response.text
+    issued = cms.ContentInfo.load(base64.b64decode(response.content))["content"]
+    der = issued["certificates"][0].chosen.dump()
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+
+
+def _reenroll(app: Harness, pem: bytes, cn: str) -> int:
+    """simplereenroll with the client certificate forwarded by the (trusted) proxy."""
+    response = app.client.post(EST + "simplereenroll", content=base64.encodebytes(plain_csr(cn)),
+                               headers={"Content-Type": "application/pkcs10",
+                                        "X-SSL-Client-Cert": quote(pem.decode("latin-1"))})
+    return app.check(response, pem).status_code
+
+
+def test_est_forwarded_client_certificate_positive_control(app: Harness) -> None:
+    pem = _issued_pem(app, "reenroll.example.test")
+    assert _reenroll(app, pem, "reenroll.example.test") == 200
+
+
+@FUZZ
+@given(data=st.data(), layer=st.sampled_from(["der", "pem"]))
+def test_est_forwarded_client_certificate_mutated(app: Harness, data: st.DataObject,
+                                                  layer: str) -> None:
+    """The client-certificate header a TLS-terminating proxy forwards, damaged."""
+    pem = seed("client-cert", lambda: _issued_pem(app, "reenroll-fuzz.example.test"))
+    if layer == "pem":
+        damaged = mutate(data, pem)
+    else:
+        der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+        body = base64.encodebytes(mutate(data, der))
+        damaged = b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n"
+    assert _reenroll(app, damaged, "reenroll-fuzz.example.test") in (200, 400, 401, 403, 429)
 
 
 def _pki_data(csr_der: bytes, controls: list[cmc.TaggedAttribute] | None = None) -> bytes:
