@@ -39,7 +39,7 @@ from gateway.model import (
 )
 from gateway.runtime import Gateway
 from gateway.store.requests import RequestFilter
-from gateway.store.tables import RevocationRow
+from gateway.store.tables import AuditEventRow, RevocationRow
 from tests.e2e.conftest import openssl
 from tests.support.adcs_simulator import AdcsSimulator
 from tests.support.openbao import OpenBao
@@ -256,7 +256,11 @@ def test_openbao_paused_then_resumed_completes(outage_dir: tuple[Path, dict[str,
             openbao.pause()
             try:
                 first = await gateway.enrollment.submit(_request("vault-token", "paused.example.test", "p-1"))
-                assert first.state is RequestState.SUBMITTED and "timed out" in first.reason
+                assert first.state is RequestState.SUBMITTED and first.retrying
+                with gateway.db.session() as session:  # the detail: audit only (rule 10)
+                    retries = session.scalars(select(AuditEventRow.reason).where(
+                        AuditEventRow.request_id == first.request_id)).all()
+                assert "timed out" not in first.reason and any("timed out" in r for r in retries)
                 again = await gateway.enrollment.submit(_request("vault-token", "paused.example.test", "p-1"))
                 assert again.request_id == first.request_id and again.retry_after
             finally:
