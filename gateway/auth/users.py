@@ -13,6 +13,7 @@ Failures are never cached.  Nothing here logs a secret.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -46,6 +47,16 @@ class UserDirectory:
         self._monotonic = monotonic
         self._key = secrets.token_bytes(32)
         self._cache: dict[bytes, float] = {}
+
+    async def verify_async(self, profile: str, name: str, password: str) -> User | None:
+        """``verify`` for the event loop: a cache hit answers at once; a real scrypt check
+        (hundreds of ms at PASSWORD_COST) runs in a worker thread, so one client's login
+        (or a flood of wrong passwords) never stalls every other request of the worker."""
+        if name and password:
+            expires = self._cache.get(self._token(profile, name, password))
+            if expires is not None and expires > self._monotonic():
+                return User(profile, name)
+        return await asyncio.to_thread(self.verify, profile, name, password)
 
     def verify(self, profile: str, name: str, password: str) -> User | None:
         """The user when ``password`` is theirs and the user is enabled; else None."""

@@ -118,7 +118,7 @@ class Authenticator:
                 raise
             return self._certs.from_anchors(profile, creds.client_cert_der, now), False
 
-    def principal(self, profile: str, mode: str, creds: Credentials) -> Principal:
+    async def principal(self, profile: str, mode: str, creds: Credentials) -> Principal:
         """Authenticate for an enrollment on ``profile`` under the EST auth ``mode``.
 
         A client certificate authenticates only if issued under the profile's own
@@ -132,7 +132,7 @@ class Authenticator:
                                             self._gateway.clock.now())
         user = None
         if creds.basic is not None and mode != "client-cert":
-            user = self._users.verify(profile, *creds.basic)
+            user = await self._users.verify_async(profile, *creds.basic)
             if user is None:
                 raise unauthorized("wrong user name or password")
         if mode == "both" and (cert is None or user is None):
@@ -150,9 +150,9 @@ class Authenticator:
                       mode, "HTTP Basic credentials or a TLS client certificate")
         raise unauthorized(f"authentication required: {wanted}")
 
-    def check_password(self, profile: str, creds: Credentials) -> None:
+    async def check_password(self, profile: str, creds: Credentials) -> None:
         """For ``both`` on re-enrollment: the Basic credentials must be right too."""
-        if creds.basic is None or self._users.verify(profile, *creds.basic) is None:
+        if creds.basic is None or await self._users.verify_async(profile, *creds.basic) is None:
             raise unauthorized("this profile needs HTTP Basic credentials as well")
 
 

@@ -175,7 +175,7 @@ class Enroller:
     async def simpleenroll(self, call: Call) -> Reply:
         """RFC 7030 §4.2.1: enroll a CSR for an authenticated client."""
         creds = self._auth.credentials(call.scope, call.headers)
-        principal = self._auth.principal(call.profile, call.settings.auth, creds)
+        principal = await self._auth.principal(call.profile, call.settings.auth, creds)
         csr, der = self.read_csr(call)
         self.check_channel_binding(call, creds, csr)
         result = await self.submit(call, Operation.ENROLL, csr, der, principal)
@@ -189,7 +189,7 @@ class Enroller:
             raise unauthorized("re-enrollment needs the TLS client certificate being renewed")
         cert, issued_here = found
         if call.settings.auth == "both":
-            self._auth.check_password(call.profile, creds)
+            await self._auth.check_password(call.profile, creds)
         csr, der = self.read_csr(call)
         self.check_channel_binding(call, creds, csr)
         principal = cert_principal(cert, call.profile)

@@ -59,7 +59,7 @@ class _Answer:
 async def fullcmc(enroller: Enroller, call: Call) -> Reply:
     auth = enroller.auth
     creds = auth.credentials(call.scope, call.headers)
-    principal = _principal(enroller, call, creds)
+    principal = await _principal(enroller, call, creds)
     client_cert = auth.client_cert(call.profile, creds)
     require_media_type(call.header(b"content-type"), PKCS7)
     der = decode_body(call.body, call.header(b"content-transfer-encoding"), what="CMC request")
@@ -78,13 +78,13 @@ async def fullcmc(enroller: Enroller, call: Call) -> Reply:
                  (b"content-transfer-encoding", b"base64")], b64(body)
 
 
-def _principal(enroller: Enroller, call: Call, creds: Credentials) -> Principal:
+async def _principal(enroller: Enroller, call: Call, creds: Credentials) -> Principal:
     """EST authentication (``est.auth``); besides, a certificate the gateway issued under
     this profile, presented as the TLS client certificate, may revoke itself and do
     nothing else (enrollment with a certificate needs one from the profile's anchors)."""
     auth = enroller.auth
     try:
-        return auth.principal(call.profile, call.settings.auth, creds)
+        return await auth.principal(call.profile, call.settings.auth, creds)
     except GatewayError as refused:
         if refused.kind is not ErrorKind.FORBIDDEN or creds.basic is not None \
                 or call.settings.auth not in ("any", "client-cert"):

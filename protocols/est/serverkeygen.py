@@ -83,7 +83,7 @@ def requested_encryption(csr_der: bytes) -> tuple[str, bytes] | None:
 async def serverkeygen(enroller: Enroller, call: Call) -> Reply:
     auth = enroller.auth
     creds = auth.credentials(call.scope, call.headers)
-    principal = auth.principal(call.profile, call.settings.auth, creds)
+    principal = await auth.principal(call.profile, call.settings.auth, creds)
     profile = enroller.gateway.config.profiles[call.profile]
     if profile.approval == "manual":
         raise GatewayError(ErrorKind.FORBIDDEN, "serverkeygen is not offered on profiles with "

@@ -83,3 +83,35 @@ def test_cache_holds_no_password(database: Database) -> None:
         assert b"plain secret" not in key and len(key) == 32
     users.forget()
     assert not users._cache
+
+
+def test_verify_async_checks_off_the_event_loop_and_uses_the_cache(
+        database: Database) -> None:
+    """A real check runs in a worker thread (scrypt must not stall the event loop); a
+    cached success answers without one; a wrong password is refused either way."""
+    import asyncio
+    import threading
+
+    _add(database, "default", "dev", "right-password")
+    users = UserDirectory(database, cache_seconds=60, monotonic=Ticker())
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    real_verify = users.verify
+
+    def spy(profile: str, name: str, password: str) -> User | None:
+        seen.append(threading.get_ident())
+        return real_verify(profile, name, password)
+
+    users.verify = spy  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[User | None, User | None, User | None]:
+        first = await users.verify_async("default", "dev", "right-password")
+        cached = await users.verify_async("default", "dev", "right-password")
+        wrong = await users.verify_async("default", "dev", "wrong-password")
+        return first, cached, wrong
+
+    first, cached, wrong = asyncio.run(scenario())
+    assert first == User("default", "dev") and cached == User("default", "dev")
+    assert wrong is None
+    assert len(seen) == 2  # the first check and the wrong one; the cached one needs none
+    assert all(ident != loop_thread for ident in seen)
