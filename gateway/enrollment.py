@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import random
 import time
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -26,7 +27,7 @@ from gateway import codec, metrics
 from gateway.backends import Backends
 from gateway.clock import Clock
 from gateway.config import RetryConfig
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ErrorKind, GatewayError, ca_refusal
 from gateway.issuance_check import BackendPolicyViolation, check_issued
 from gateway.model import (
     Decision,
@@ -59,6 +60,7 @@ log = logging.getLogger("gatehouse.enrollment")
 T = TypeVar("T")
 
 _DRIVABLE = (S.RECEIVED, S.SUBMITTED, S.PENDING)
+_INTERNAL_FAILURE = "internal error while processing the request"
 
 
 class EnrollmentService:
@@ -110,7 +112,24 @@ class EnrollmentService:
             if existing is None:
                 raise
             return await self.resume(existing)
-        return await self._drive_new(request_id, request)
+        return await self._failing_alone(request_id, self._drive_new(request_id, request))
+
+    async def _failing_alone(self, request_id: str,
+                             drive: Coroutine[Any, Any, EnrollmentResult]) -> EnrollmentResult:
+        """Drive one request; a bug the policy or a backend hits on it fails that request
+        alone, recorded with a generic reason (the traceback goes to the log once), and the
+        caller gets INTERNAL, never an unhandled exception: a client waiting on it gets its
+        protocol's server error at once, and the retry worker goes on with the others.  A
+        database error is not this request's fault and propagates (the next tick retries).
+        """
+        try:
+            return await drive
+        except (GatewayError, SQLAlchemyError):
+            raise
+        except Exception as exc:  # the pipeline's one catch-all per request
+            log.exception("request failed unexpectedly", extra={"request_id": request_id})
+            self._fail(request_id, _INTERNAL_FAILURE)
+            raise GatewayError(ErrorKind.INTERNAL, _INTERNAL_FAILURE) from exc
 
     async def _drive_new(self, request_id: str, request: EnrollmentRequest) -> EnrollmentResult:
         """The fast path for a request this worker just persisted and holds the lease on.
@@ -163,7 +182,7 @@ class EnrollmentService:
             state = S(row.state)
             due = row.next_attempt_at is None or row.next_attempt_at <= self._clock.now()
         if state in _DRIVABLE and due:
-            return await self._drive(request_id, leased=False)
+            return await self._failing_alone(request_id, self._drive(request_id, leased=False))
         return self.result(request_id)
 
     def result(self, request_id: str) -> EnrollmentResult:
@@ -190,7 +209,7 @@ class EnrollmentService:
                                lease_until=None)
             audit.record(session, at=now, actor=by, action="request.approved", outcome="ok",
                          request_id=request_id, profile=row.profile)
-        return await self._drive(request_id, leased=False)
+        return await self._failing_alone(request_id, self._drive(request_id, leased=False))
 
     def deny(self, request_id: str, *, by: str, reason: str) -> None:
         now = self._clock.now()
@@ -217,16 +236,9 @@ class EnrollmentService:
         driven = 0
         for request_id in due:
             try:
-                await self._drive(request_id, leased=False)
+                await self._failing_alone(request_id, self._drive(request_id, leased=False))
             except GatewayError:
                 pass  # recorded in the request's state; nothing to answer here
-            except SQLAlchemyError:
-                raise  # the database, not this request: the next tick tries again
-            except Exception:
-                # A policy or backend bug on one stored request must not stall the
-                # retries of all the others: that request fails, with a generic reason.
-                log.exception("request failed unexpectedly", extra={"request_id": request_id})
-                self._fail(request_id, "internal error while processing the request")
             driven += 1
         return driven
 
@@ -351,6 +363,11 @@ class EnrollmentService:
                                                           RevocationReason.PRIVILEGE_WITHDRAWN)
         except GatewayError as exc:  # Unsupported (ADCS web enrollment), or the CA is away
             revoked = f"no: {exc.detail}"
+        except Exception:  # a backend bug must not lose the audit record below
+            log.exception("revoking a certificate outside the decision failed",
+                          extra={"backend": backend_name, "request_id": request_id,
+                                 "serial": issued.serial})
+            revoked = "no: unexpected error (see the log)"
         with self._db.session() as session:
             audit.record(session, at=self._clock.now(), actor="gatehouse",
                          action="backend.policy_violation", outcome="refused",
@@ -375,7 +392,7 @@ class EnrollmentService:
         elif isinstance(failure, BackendPolicyViolation):
             self._fail(request_id, failure.detail, backend=backend_name)
         elif isinstance(failure, BackendRejected):
-            self._fail(request_id, f"the CA refused the request: {failure.detail}",
+            self._fail(request_id, ca_refusal(failure.detail),
                        backend=backend_name)
         else:
             assert failure is not None
@@ -394,7 +411,7 @@ class EnrollmentService:
             self._backoff(request_id, attempts, exc, state=S.PENDING)
             return
         except BackendRejected as exc:
-            self._fail(request_id, f"the CA refused the request: {exc.detail}", backend=name)
+            self._fail(request_id, ca_refusal(exc.detail), backend=name)
             return
         if isinstance(outcome, IssuedCertificate):
             violation = await self._vet(request_id, request, decision, outcome, name)
@@ -475,7 +492,8 @@ class EnrollmentService:
         with self._db.session() as session:
             row = must(requests.get(session, request_id))
             requests.set_state(row, S.FAILED, now=now, reason=reason, next_attempt_at=None,
-                               **({"backend": backend} if backend else {}))
+                               lease_until=None, **({"backend": backend} if backend else {}))
+            requests.redact_final(row)  # final: its CSR keeps no challenge (rule 8)
             audit.record(session, at=now, actor="gatehouse", action="request.failed",
                          outcome="failed", request_id=request_id, profile=row.profile,
                          reason=f"{reason}: {detail}" if detail else reason)

@@ -60,14 +60,30 @@ _GENERIC_DETAIL: dict[ErrorKind, str] = {
 }
 
 
+# A CA's own refusal text (Vault role and mount names, ADCS template names, policy-module
+# codes, configuration hints) follows this prefix in a failed request's reason: operators
+# see it (CLI, admin API, audit); clients get the prefix's sentence and a reference.
+CA_REFUSAL_PREFIX = "the CA refused the request: "
+
+
+def ca_refusal(detail: str) -> str:
+    """The stored reason of a request the CA refused; ``client_detail`` withholds
+    ``detail`` from clients."""
+    return CA_REFUSAL_PREFIX + detail
+
+
 def client_detail(error: GatewayError) -> str:
     """The detail an edge may send a client for ``error``.
 
-    INTERNAL and BACKEND_UNAVAILABLE details stay in the log, under a random reference
-    that the client gets with a generic reason (so an operator can find the line); every
-    other kind's detail is client-safe by contract and returned as is.
+    INTERNAL and BACKEND_UNAVAILABLE details, and the CA's own text in a refusal, stay in
+    the log, under a random reference that the client gets with a generic reason (so an
+    operator can find the line); every other detail is client-safe by contract and
+    returned as is.
     """
     generic = _GENERIC_DETAIL.get(error.kind)
+    if generic is None and error.kind is ErrorKind.BACKEND_REJECTED \
+            and error.detail.startswith(CA_REFUSAL_PREFIX):
+        generic = "the CA refused the request"
     if generic is None:
         return error.detail
     reference = secrets.token_hex(6)

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from gateway.store.db import Database
 
 PASSWORD_KIND = "password"  # noqa: S105 - the credential kind, not a secret
 _MAX_CACHE = 100_000
+# scrypt at PASSWORD_COST takes 128 MiB and a few hundred ms of a core: at most this many
+# run at once per process, so a flood of wrong passwords cannot exhaust memory.
+_SCRYPT_SLOTS = threading.BoundedSemaphore(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +76,13 @@ class UserDirectory:
         with self._db.session() as session:
             row = credentials.find(session, kind=PASSWORD_KIND, profile=profile, name=name)
             stored = None if row is None or row.disabled else row.secret_hash
-        if stored is None:
-            # Spend the same time as a real check so unknown names are not revealed.
-            verify_secret(password, _DUMMY_HASH)
-            return None
-        if not verify_secret(password, stored):
-            return None
+        with _SCRYPT_SLOTS:
+            if stored is None:
+                # Spend the same time as a real check so unknown names are not revealed.
+                verify_secret(password, _DUMMY_HASH)
+                return None
+            if not verify_secret(password, stored):
+                return None
         if needs_rehash(stored):
             self._rehash(profile, name, stored, password)
         if self._ttl > 0:

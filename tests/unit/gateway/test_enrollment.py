@@ -212,6 +212,38 @@ def test_a_request_that_makes_the_backend_raise_fails_alone(
         "request failed unexpectedly"]
 
 
+def test_a_backend_bug_while_the_client_waits_fails_that_request_at_once(
+        database: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Security rule 11 on the fast path: the client gets INTERNAL with a generic reason
+    (its protocol's server error, no traceback), the request is failed and released at
+    once, and the next request on the same backend is issued (positive control)."""
+    env = Env(database)
+    issue = env.primary.issue
+    calls = 0
+
+    async def buggy_once(request: EnrollmentRequest, decision: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a backend bug at https://vault.internal")
+        return await issue(request, decision)
+
+    env.primary.issue = buggy_once  # type: ignore[method-assign]
+    with pytest.raises(GatewayError) as caught:
+        run(env.service.submit(env.request(dns=("bad.example.test",))))
+    assert caught.value.kind is ErrorKind.INTERNAL
+    assert "vault.internal" not in caught.value.detail
+    failed = [row for row in env.service.list_requests(requests.RequestFilter())
+              if row.state == "failed"]
+    assert len(failed) == 1 and failed[0].reason == "internal error while processing the request"
+    row = env.row(failed[0].id)
+    assert row.lease_until is None and row.next_attempt_at is None
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == [
+        "request failed unexpectedly"]
+    good = run(env.service.submit(env.request(dns=("good.example.test",))))
+    assert good.certificate is not None
+
+
 def test_fallback_backend_takes_over(database: Database) -> None:
     env = Env(database, default=ProfileConfig(backend="primary", fallback_backend="secondary"))
     env.primary.mode = "down"
