@@ -111,7 +111,8 @@ class NameRules(_Model):
     """Allow and deny lists of patterns.
 
     A pattern is a glob (``*`` matches within one DNS label, ``**`` across labels),
-    ``re:<regex>`` (full match), or for IP addresses a CIDR network.  Deny wins.
+    ``re:<regex>`` (full match), or for IP addresses a CIDR network.  Deny wins.  Globs
+    and regexes ignore case.
     """
 
     allow: list[str] = ["**"]

@@ -169,6 +169,45 @@ def names_mismatch(csr: x509.CertificateSigningRequest, decision: Decision, *,
     return None
 
 
+# PKCS #10 attributes (RFC 2986 §4.1) a CSR may carry.  ADCS web enrollment honours more
+# (1.3.6.1.4.1.311.13.2.1, enrollment name-value pairs such as ``SAN:upn=…`` under
+# EDITF_ATTRIBUTESUBJECTALTNAME2: ESC6), so anything not known to be informational is
+# refused.
+_TOLERATED_ATTRIBUTES = {
+    "1.2.840.113549.1.9.7": "challengePassword",  # SCEP, EST channel binding
+    "1.2.840.113549.1.9.14": "extensionRequest",  # vetted extension by extension
+    "1.2.840.113549.1.9.2": "unstructuredName",
+    "1.2.840.113549.1.9.20": "friendlyName",  # certmonger
+    "1.3.6.1.4.1.311.13.2.3": "Microsoft OS version",
+    "1.3.6.1.4.1.311.21.20": "Microsoft client information",
+    "1.3.6.1.4.1.311.13.2.2": "Microsoft enrollment CSP",
+}
+_ATTRIBUTE_LABELS = {
+    "1.3.6.1.4.1.311.13.2.1": "Microsoft enrollment name-value pairs",
+}
+
+
+def requested_attribute_problems(csr: x509.CertificateSigningRequest) -> list[str]:
+    """Why the CSR's attributes go beyond what a CA may see (empty: none).
+
+    Only informational attributes and extensionRequest are tolerated; a CA that signs
+    the CSR as sent (ADCS) must never be handed one it acts on.
+    """
+    try:
+        attributes = list(csr.attributes)
+    except ValueError as exc:
+        return [f"the CSR's attributes cannot be parsed: {exc}"]
+    problems = []
+    for attribute in attributes:
+        dotted = attribute.oid.dotted_string
+        if dotted not in _TOLERATED_ATTRIBUTES:
+            label = _ATTRIBUTE_LABELS.get(dotted)
+            named = f"{label} ({dotted})" if label else dotted
+            problems.append(f"the CSR carries the attribute {named}, which the gateway does "
+                            f"not pass to a CA")
+    return problems
+
+
 # -- after the backend -----------------------------------------------------------------
 
 
@@ -190,8 +229,14 @@ def check_issued(issued: IssuedCertificate, decision: Decision, request: Enrollm
     try:
         cert = x509.load_der_x509_certificate(issued.der)
         extensions = list(cert.extensions)
-    except ValueError as exc:
-        return [f"the certificate cannot be parsed: {exc}"]
+        # Read everything used below now: cryptography parses lazily, and a CA's
+        # certificate may break any part (a duplicated extension, an unsupported
+        # general name, an unknown key algorithm, an invalid version).
+        _ = cert.subject.rdns, cert.public_key(), cert.not_valid_after_utc
+        _ = [list(ext.value) for ext in extensions
+             if isinstance(ext.value, x509.SubjectAlternativeName | x509.ExtendedKeyUsage)]
+    except Exception as exc:  # noqa: BLE001 - whatever breaks, it is not delivered
+        return [f"the certificate cannot be read: {type(exc).__name__}: {exc}"]
     violations: list[str] = []
     spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     if cert.public_key().public_bytes(*spki) != request.csr.public_key().public_bytes(*spki):
@@ -368,4 +413,4 @@ def _is_address(name: x509.IPAddress) -> bool:
 
 
 __all__ = ["SKEW", "BackendPolicyViolation", "check_issued", "names_mismatch",
-           "requested_extension_problems"]
+           "requested_attribute_problems", "requested_extension_problems"]

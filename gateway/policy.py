@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.config import NameRules, ProfileConfig
 from gateway.errors import ErrorKind
-from gateway.issuance_check import requested_extension_problems
+from gateway.issuance_check import requested_attribute_problems, requested_extension_problems
 from gateway.model import (
     Decision,
     EnrollmentRequest,
@@ -56,6 +56,8 @@ _SUBJECT_ATTRIBUTES = {
 _ATTRIBUTE_BY_NAME = {name.lower(): oid for name, oid in _SUBJECT_ATTRIBUTES.items()}
 _ATTRIBUTE_LABEL = {oid.dotted_string: name for name, oid in _SUBJECT_ATTRIBUTES.items()}
 _DNS_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$", re.IGNORECASE)
+# A full stop, or a character IDNA (UTS #46) maps to one: what makes a CN look like a host.
+_HOST_SHAPED = re.compile("[.\u3002\uff0e\uff61]")
 _EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
@@ -89,27 +91,32 @@ def _label_of_dotted(dotted: str) -> str:
 def subject_cn_identifier(cn: str) -> Identifier | None:
     """The SAN a CN stands for: an IP address, a DNS name (two labels or more), or None.
 
-    None means the CN names no host ("Device 42", "SN123456"): only ``subject.cn`` rules
-    apply to it.  A CN that looks like a host but is not a valid one (a trailing dot, a
-    dotted-digits string that is no IP address) is refused rather than let through as
-    free text, since legacy TLS clients may still match it against a host name.
+    None means the CN names no host ("Device 42", "SN123456", "John Doe",
+    "jane.doe@example.com"): only ``subject.cn`` rules apply to it.  A CN shaped like a
+    host — a dot (or an IDNA label separator such as U+3002) and no whitespace or ``@`` —
+    must be a valid IP address or DNS name (LDH labels, optional leading ``*.``);
+    otherwise (an empty label, a leading hyphen, a trailing dot, a zero-width space or
+    other non-ASCII character, dotted digits that are no IP address) it is refused rather
+    than let through as free text, since legacy TLS clients and IDNA mapping may still
+    turn it into a host name.
     """
     try:
         return Identifier(IdentifierType.IP, str(ipaddress.ip_address(cn)))
     except ValueError:
         pass
-    labels = cn.split(".")
-    if len(labels) < 2 or not all(labels[:-1]):
+    if not _HOST_SHAPED.search(cn) or any(c.isspace() or c == "@" for c in cn):
         return None
-    if all(label.isdigit() for label in labels if label):
+    labels = cn.split(".")
+    if any(labels) and all(label.isdigit() for label in labels if label):
         raise Denied(ErrorKind.POLICY_DENIED, f"subject CN {cn!r} is not a valid IP address")
     if labels[-1] == "" and all(_DNS_LABEL.match(label) for label in labels[:-1]):
         raise Denied(ErrorKind.POLICY_DENIED,
                      f"subject CN {cn!r}: a DNS name must not end with a dot")
     host = labels[1:] if labels[0] == "*" else labels
-    if len(cn) > 253 or not all(_DNS_LABEL.match(label) for label in host) \
-            or labels[-1].isdigit():
-        return None
+    if not cn.isascii() or len(cn) > 253 or len(host) < 2 \
+            or not all(_DNS_LABEL.match(label) for label in host) or labels[-1].isdigit():
+        raise Denied(ErrorKind.POLICY_DENIED,
+                     f"subject CN {cn!r} looks like a host name but is not a valid one")
     return Identifier(IdentifierType.DNS, cn)
 
 
@@ -167,9 +174,13 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def pattern_matches(pattern: str, value: str, *, ip: bool = False) -> bool:
-    """Glob (``*`` within a label, ``**`` across), ``re:`` regex, or CIDR for IPs."""
+    """Glob (``*`` within a label, ``**`` across), ``re:`` regex, or CIDR for IPs.
+
+    Globs and regexes ignore case, as DNS names do (RFC 4343): a deny pattern
+    ``re:admin\\.example\\.com`` must also stop ``ADMIN.example.com``.
+    """
     if pattern.startswith("re:"):
-        return re.fullmatch(pattern[3:], value) is not None
+        return re.fullmatch(pattern[3:], value, re.IGNORECASE) is not None
     if ip and pattern not in ("*", "**"):
         try:
             network = ipaddress.ip_network(pattern, strict=False)
@@ -297,6 +308,10 @@ class PolicyEngine:
         if refused:  # never dropped silently: some CAs copy them (docs/security.md, rule 4)
             raise Denied(ErrorKind.POLICY_DENIED, "; ".join(refused))
         checks.append("CSR extensions within the decision")
+        refused = requested_attribute_problems(request.csr)
+        if refused:  # ADCS acts on some (ESC6): docs/security.md, rule 4
+            raise Denied(ErrorKind.POLICY_DENIED, "; ".join(refused))
+        checks.append("CSR attributes informational only")
 
         held = profile.approval == "manual" and principal.kind is not PrincipalKind.ADMIN
         outcome = Outcome.HELD if held else Outcome.APPROVED

@@ -42,7 +42,11 @@ from ca_backends.adcs.pages import (
 )
 from ca_backends.base import BackendRejected, BackendUnavailable, Health, Unsupported
 from ca_backends.vault import issued_certificate
-from gateway.issuance_check import names_mismatch, requested_extension_problems
+from gateway.issuance_check import (
+    names_mismatch,
+    requested_attribute_problems,
+    requested_extension_problems,
+)
 from gateway.model import Decision, EnrollmentRequest, IssuedCertificate, Pending, RevocationReason
 
 # Some IIS setups answer differently to non-browser agents (the certsrv library notes it).
@@ -125,6 +129,7 @@ class AdcsBackend:
             raise BackendRejected(f"backend {self.name!r} has no certificate template: set "
                                   f"'template' or the profile's 'template'")
         refused = (names_mismatch(request.csr, decision, signer="the ADCS bridge")
+                   or "; ".join(requested_attribute_problems(request.csr))
                    or "; ".join(requested_extension_problems(
                        request.csr, decision.key_usage, decision.extended_key_usage)))
         if refused:  # ADCS would sign the CSR as it stands

@@ -4,8 +4,9 @@ Dynamic challenges live in the credentials table (kind ``scep-challenge``), one 
 ``name`` is the SHA-256 of the challenge (the lookup key; the challenge itself is never
 stored), ``uses_left`` counts down atomically (``credentials.consume_use``), ``expires_at``
 bounds their life and ``attributes.subject_pattern`` optionally binds them to names: the
-pattern must fully match every name the CSR asks for (each CN, a subject emailAddress, and
-every DNS, IP, email and URI subjectAltName), not only the first CN (issue #10, rule 5).
+pattern must fully match, ignoring case, every name the CSR asks for (each CN, a subject
+emailAddress, and every DNS, IP, email and URI subjectAltName), not only the first CN
+(issue #10, rule 5).
 A challenge is 128 random bits, so an unsalted hash is enough: finding the row by hash
 proves knowledge of the challenge, and there is nothing to brute-force.
 
@@ -115,7 +116,9 @@ def consume_challenge(session: Session, *, profile: str, secret: str, names: Seq
     if row.expires_at is not None and row.expires_at <= now:
         raise GatewayError(ErrorKind.UNAUTHORIZED, "the challenge password has expired")
     pattern = (row.attributes or {}).get("subject_pattern")
-    if pattern and (not names or any(re.fullmatch(pattern, n) is None for n in names)):
+    # Names compare without case, as DNS names do and as the name rules match (rule 3).
+    if pattern and (not names or any(re.fullmatch(pattern, n, re.IGNORECASE) is None
+                                     for n in names)):
         raise GatewayError(ErrorKind.UNAUTHORIZED,
                            "the challenge password is not valid for this subject")
     if row.uses_left is not None and not credentials.consume_use(session, row.id):

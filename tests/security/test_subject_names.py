@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import http.server
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -43,7 +44,11 @@ def _configure(config: dict[str, Any], _data_dir: Path) -> None:
     profile_like_default(config, "restricted", sans={
         "dns": {"allow": ["*.devices.example.com"], "deny": ["admin.devices.example.com"]},
         "ip": {"allow": ["10.0.0.0/8"]}}, subject={
-        "allowed_attributes": ["CN", "C", {"OU": {"allow": ["Devices"]}}]})
+        "allowed_attributes": ["CN", "C", {"OU": {"allow": ["Devices"]}}],
+        "cn": {"deny": [r"re:ops\.devices\.example\.com"]}})
+    # Patterns ignore case: a capital in a regex must not make it miss lower-cased names.
+    config["profiles"]["restricted"]["sans"]["dns"]["deny"].append(
+        r"re:Root\.devices\.example\.com")
 
 
 def _add_user(data_dir: Path) -> None:
@@ -115,6 +120,11 @@ def _enroll(tls: httpx.Client, csr: x509.CertificateSigningRequest) -> httpx.Res
                     auth=("dev", PASSWORD), headers={"Content-Type": "application/pkcs10"})
 
 
+def _enroll_der(tls: httpx.Client, der: bytes) -> httpx.Response:
+    return tls.post(f"{EST}/simpleenroll", content=base64.encodebytes(der),
+                    auth=("dev", PASSWORD), headers={"Content-Type": "application/pkcs10"})
+
+
 def _issued(response: httpx.Response) -> x509.Certificate:
     assert response.status_code == 200, response.text
     return pkcs7.load_der_pkcs7_certificates(base64.b64decode(response.content))[0]
@@ -167,6 +177,62 @@ def test_default_profile_keeps_what_common_clients_send(server: GatehouseServer,
             server.data_dir)
     cert = x509.load_pem_x509_certificates(out.read_bytes())[0]
     assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Example"
+
+
+@pytest.mark.parametrize(("cn", "sans"), [("OPS.devices.example.com", ()),
+                                          ("Device 7", ("root.devices.example.com",))])
+def test_est_regex_deny_patterns_ignore_case(tls: httpx.Client, cn: str,
+                                             sans: Sequence[str]) -> None:
+    refused = _enroll(tls, _csr(cn, dns=sans))
+    assert refused.status_code == 403, refused.text
+    assert "is not allowed" in refused.text
+    cert = _issued(_enroll(tls, _csr("ops7.devices.example.com",
+                                     dns=["r7.devices.example.com"])))
+    assert sorted(_dns_sans(cert)) == ["ops7.devices.example.com", "r7.devices.example.com"]
+
+
+@pytest.mark.parametrize("cn", ["admin..devices.example.com", "-admin.devices.example.com",
+                                "admin\u200b.devices.example.com",
+                                "admin\u3002devices\u3002example\u3002com"],
+                         ids=["empty-label", "leading-hyphen", "zero-width-space",
+                              "ideographic-full-stop"])
+def test_est_host_shaped_cn_must_be_a_valid_host_name(tls: httpx.Client, cn: str) -> None:
+    refused = _enroll(tls, _csr(cn))
+    assert refused.status_code == 403, refused.text
+    assert "looks like a host name but is not a valid one" in refused.text
+
+
+@pytest.mark.parametrize("cn", ["Device 42", "John Doe"])
+def test_est_free_text_cn_is_still_issued(tls: httpx.Client, cn: str) -> None:
+    cert = _issued(_enroll(tls, _csr(cn, dns=["ft.devices.example.com"])))
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cn
+
+
+def _openssl_csr(tmp_path: Path, attributes: str) -> bytes:
+    """`openssl req` with a [req_attributes]-style section, as a device or attacker runs it."""
+    config = tmp_path / "req.cnf"
+    config.write_text("[req]\ndistinguished_name = dn\nattributes = attrs\nprompt = no\n"
+                      "[dn]\nCN = att.devices.example.com\n[attrs]\n" + attributes)
+    out = tmp_path / "req.der"
+    subprocess.run(["openssl", "req", "-new", "-config", str(config), "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "req.key"),
+                    "-addext", "subjectAltName=DNS:att.devices.example.com",
+                    "-outform", "DER", "-out", str(out)], check=True, capture_output=True,
+                   timeout=60)
+    return out.read_bytes()
+
+
+def test_est_csr_attribute_a_ca_acts_on_is_refused(tls: httpx.Client, tmp_path: Path) -> None:
+    """ESC6: ADCS honours ``SAN:upn=…`` in the enrollment name-value pairs attribute."""
+    esc6 = _openssl_csr(tmp_path, "unstructuredName = router-1\n"
+                        "1.3.6.1.4.1.311.13.2.1 = SAN:upn=administrator@corp.example\n")
+    refused = _enroll_der(tls, esc6)
+    assert refused.status_code == 403, refused.text
+    assert "attribute Microsoft enrollment name-value pairs (1.3.6.1.4.1.311.13.2.1)" \
+        in refused.text
+    cert = _issued(_enroll_der(tls, _openssl_csr(tmp_path, "unstructuredName = router-1\n")))
+    assert _dns_sans(cert) == ["att.devices.example.com"]
 
 
 # -- CLI -------------------------------------------------------------------------------

@@ -9,16 +9,18 @@ import ipaddress
 from typing import Any
 
 import pytest
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AttributeOID, ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from gateway.issuance_check import (
     check_issued,
     names_mismatch,
     policy_oids,
+    requested_attribute_problems,
     requested_extension_problems,
 )
 from gateway.model import (
@@ -169,6 +171,62 @@ def test_requested_extensions_beyond_the_decision_are_refused() -> None:
              "1.3.6.1.4.1.99999.7")):
         problems = requested_extension_problems(csr((ext, True)), key_usage, ekus)
         assert len(problems) == 1 and expected in problems[0], problems
+
+
+def _with_attributes(*attributes: tuple[str, bytes]) -> x509.CertificateSigningRequest:
+    clean, key = make_csr("d.example.test", dns=["d.example.test"])
+    builder = (x509.CertificateSigningRequestBuilder().subject_name(clean.subject)
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName("d.example.test")]),
+                              critical=False))
+    for oid, value in attributes:
+        builder = builder.add_attribute(x509.ObjectIdentifier(oid), value)
+    return builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+
+
+def test_informational_csr_attributes_are_tolerated() -> None:
+    # challengePassword (SCEP), friendlyName (certmonger), unstructuredName, and what
+    # Windows and Intune clients send: OS version, client information, enrollment CSP.
+    csr = _with_attributes((AttributeOID.CHALLENGE_PASSWORD.dotted_string, b"secret"),
+                           ("1.2.840.113549.1.9.20", b"certmonger"),
+                           (AttributeOID.UNSTRUCTURED_NAME.dotted_string, b"router-1"),
+                           ("1.3.6.1.4.1.311.13.2.3", b"10.0.19045.2"),
+                           ("1.3.6.1.4.1.311.21.20", b"client"),
+                           ("1.3.6.1.4.1.311.13.2.2", b"csp"))
+    assert requested_attribute_problems(csr) == []
+
+
+@pytest.mark.parametrize(("oid", "value", "expected"), [
+    ("1.3.6.1.4.1.311.13.2.1", b"SAN:upn=administrator@corp.example",
+     "Microsoft enrollment name-value pairs (1.3.6.1.4.1.311.13.2.1)"),
+    ("1.3.6.1.4.1.311.13.2.1", b"CertificateTemplate:SubCA", "1.3.6.1.4.1.311.13.2.1"),
+    ("1.3.6.1.4.1.99999.3", b"x", "1.3.6.1.4.1.99999.3"),
+])
+def test_csr_attributes_a_ca_may_act_on_are_refused(oid: str, value: bytes, expected: str) -> None:
+    problems = requested_attribute_problems(_with_attributes(
+        (AttributeOID.CHALLENGE_PASSWORD.dotted_string, b"secret"), (oid, value)))
+    assert len(problems) == 1 and expected in problems[0], problems
+    assert "does not pass to a CA" in problems[0]
+
+
+def _duplicated_extension(der: bytes) -> bytes:
+    """The certificate with its last extension twice (cryptography refuses to build one)."""
+    cert = asn1_x509.Certificate.load(der)
+    tbs = cert["tbs_certificate"]
+    extensions = list(tbs["extensions"])
+    tbs["extensions"] = asn1_x509.Extensions([*extensions, extensions[-1]])
+    return bytes(cert.dump(force=True))
+
+
+def test_an_unreadable_certificate_is_a_violation_not_an_error() -> None:
+    issued, request, decision = issue()
+    duplicated = dataclasses.replace(issued, der=_duplicated_extension(issued.der))
+    # [5] ediPartyName: a general name cryptography does not support.
+    edi_party = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+                                           bytes.fromhex("3007a505a1030c0178"))
+    unsupported, _, _ = issue(sans=[], extra=(edi_party,))
+    for certificate in (duplicated, unsupported, dataclasses.replace(issued, der=b"\x30\x00")):
+        found = check_issued(certificate, decision, request, now=dt.datetime.now(dt.UTC))
+        assert len(found) == 1 and found[0].startswith("the certificate cannot be read"), found
 
 
 def test_names_mismatch_for_ca_that_sign_the_csr_as_sent() -> None:

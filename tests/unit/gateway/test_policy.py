@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from gateway.config import KeyRules, NameRules, ProfileConfig, SanRules, SubjectRules, ValidityRules
@@ -223,3 +224,47 @@ def test_empty_subject_and_no_san_is_refused() -> None:
     csr, _ = make_csr(None)
     outcome, _, reason, _ = decide(ProfileConfig(backend="b"), csr)
     assert outcome is Outcome.DENIED and "no subject" in reason
+
+
+def test_regex_patterns_ignore_case_like_globs() -> None:
+    assert pattern_matches("re:admin\\.devices\\.example\\.com", "ADMIN.devices.example.com")
+    profile = ProfileConfig(backend="b", subject=SubjectRules(cn=NameRules(
+        deny=["re:admin\\.devices\\.example\\.com"])), sans=SanRules(dns=NameRules(
+            deny=["re:Admin\\..*"])))
+    for cn, dns in (("ADMIN.devices.example.com", ()), ("Device 1", ("admin.Example.com",))):
+        outcome, kind, reason, _ = decide(profile, make_csr(cn, dns=dns)[0])
+        assert outcome is Outcome.DENIED and kind is ErrorKind.POLICY_DENIED, reason
+    assert decide(profile, make_csr("a1.devices.example.com")[0])[0] is Outcome.APPROVED
+
+
+@pytest.mark.parametrize("cn", [
+    "admin..devices.example.com", "-admin.devices.example.com", ".devices.example.com",
+    "admin\u200b.devices.example.com", "admin\u3002devices\u3002example\u3002com",
+    "b\u00fccher.example.com", "host.123", "a.*.example.com", "a_b-.example.com", "*.com",
+])
+def test_host_shaped_cn_must_be_a_valid_host_name(cn: str) -> None:
+    outcome, kind, reason, _ = decide(ProfileConfig(backend="b"), make_csr(cn)[0])
+    assert outcome is Outcome.DENIED and kind is ErrorKind.POLICY_DENIED, reason
+    assert "looks like a host name but is not a valid one" in reason
+
+
+@pytest.mark.parametrize("cn", ["Device 42", "John Doe", "SN123456", "jane.doe@example.com",
+                                "M\u00fcller, J.", "Printer 3.2", "*.devices.example.com",
+                                "_svc.devices.example.com", "fd00::1"])
+def test_free_text_and_valid_host_cns_pass(cn: str) -> None:
+    outcome, _, reason, _ = decide(ProfileConfig(backend="b"), make_csr(cn)[0])
+    assert outcome is Outcome.APPROVED, reason
+
+
+def test_csr_attributes_a_ca_may_act_on_are_refused() -> None:
+    clean, key = make_csr("a1.devices.example.com")
+    builder = x509.CertificateSigningRequestBuilder().subject_name(clean.subject)
+    informational = builder.add_attribute(x509.ObjectIdentifier("1.2.840.113549.1.9.7"), b"pw")
+    signed = informational.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    assert decide(RESTRICTED, signed)[0] is Outcome.APPROVED
+    esc6 = informational.add_attribute(x509.ObjectIdentifier("1.3.6.1.4.1.311.13.2.1"),
+                                       b"SAN:upn=administrator@corp.example")
+    outcome, kind, reason, _ = decide(RESTRICTED, esc6.sign(key, hashes.SHA256()))  # type: ignore[arg-type]
+    assert outcome is Outcome.DENIED and kind is ErrorKind.POLICY_DENIED
+    assert "1.3.6.1.4.1.311.13.2.1" in reason
+
