@@ -133,6 +133,7 @@ class RenewalContext:
 
     certificate: x509.Certificate | None
     revoked: bool
+    profile: str | None = None  # the profile the inventory recorded it under
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,6 +442,11 @@ class PolicyEngine:
         renewal = facts.renewal
         if renewal is None or renewal.certificate is None:
             raise Denied(ErrorKind.FORBIDDEN, "the certificate to renew is not in the inventory")
+        if renewal.profile != request.profile:
+            # A renewal carries the old certificate's standing into a profile; another
+            # profile's certificate (other anchors, EKU, backend, auth) proves nothing here.
+            raise Denied(ErrorKind.FORBIDDEN, "the certificate to renew was not issued under "
+                                              f"profile {request.profile!r}")
         if renewal.revoked:
             raise Denied(ErrorKind.FORBIDDEN, "the certificate to renew is revoked")
         old = renewal.certificate

@@ -105,7 +105,7 @@ def renewal_context(session: Session, request: EnrollmentRequest) -> RenewalCont
     if row is None:
         return RenewalContext(None, False)
     return RenewalContext(x509.load_der_x509_certificate(row.der),
-                          row.status == CertificateStatus.REVOKED)
+                          row.status == CertificateStatus.REVOKED, row.profile)
 
 
 def result_of(session: Session, row: RequestRow, now: dt.datetime) -> EnrollmentResult:

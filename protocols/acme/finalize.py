@@ -80,7 +80,8 @@ async def finalize(service: AcmeService, directory: Directory, signed: Signed,
     replaces = None
     if order.replaces:
         with service.gateway.db.session() as session:
-            replaces = renewal.replaced_serial(session, order.replaces, account.id)
+            replaces = renewal.replaced_serial(session, order.replaces, account.id,
+                                               order.profile)
     with service.gateway.db.begin() as connection:
         claimed = connection.execute(update(_ORDERS).where(
             _ORDERS.c.id == order_id, _ORDERS.c.status == "ready").values(

@@ -141,7 +141,7 @@ def new_order(service: AcmeService, directory: Directory, signed: Signed) -> Rep
     replaces = payload.get("replaces")
     if replaces is not None:
         with service.gateway.db.session() as session:
-            renewal.replaced_serial(session, replaces, account.id)
+            renewal.replaced_serial(session, replaces, account.id, profile)
     expires = now + service.server.order_lifetime
     order_id = store.new_id()
     order = {"id": order_id, "account_id": account.id, "profile": profile,

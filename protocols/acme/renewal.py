@@ -53,8 +53,10 @@ def lookup(session: Session, value: Any) -> CertificateRow:
     return row
 
 
-def replaced_serial(session: Session, value: Any, account_id: str) -> str | None:
-    """Validate newOrder ``replaces`` (RFC 9773 §5): a certificate of this account.
+def replaced_serial(session: Session, value: Any, account_id: str,
+                    profile: str) -> str | None:
+    """Validate newOrder ``replaces`` (RFC 9773 §5): a certificate of this account,
+    issued under the order's profile (a renewal never crosses profiles).
 
     Returns its serial (what the pipeline records as ``renewal_of``)."""
     if value is None:
@@ -67,6 +69,8 @@ def replaced_serial(session: Session, value: Any, account_id: str) -> str | None
         raise
     if row.principal_id != account_id:
         raise unauthorized("'replaces' names a certificate of another account")
+    if row.profile != profile:
+        raise malformed(f"'replaces' names a certificate not issued under profile {profile!r}")
     if row.replaced_by_serial:
         raise AcmeProblem(ProblemType.ALREADY_REPLACED,
                           "the certificate named in 'replaces' was already replaced", 409)

@@ -155,10 +155,11 @@ class PkiOperations:
                               ) from exc
         # A PKCSReq signed with a certificate we issued is a renewal too (certmonger's
         # re-enrollment, RFC 8894 §3.3.1.2): the certificate authenticates it.
-        renewal_of = self._inventory_serial(pki)
+        renewal_of = self._inventory_serial(endpoint, pki)
         if renewal and renewal_of is None:
-            raise ScepFailure(FailInfo.BAD_REQUEST, "RenewalReq must be signed with a "
-                                                    "certificate this gateway issued")
+            raise ScepFailure(FailInfo.BAD_REQUEST,
+                              "RenewalReq must be signed with a certificate this gateway "
+                              f"issued under profile {endpoint.profile_name!r}")
         subject_der = asn1_csr.CertificationRequest.load(csr_der)[
             "certification_request_info"]["subject"].dump()
         key = transaction_key(endpoint.profile_name, pki.header.transaction_id, subject_der,
@@ -180,7 +181,10 @@ class PkiOperations:
             result = await self._gateway.enrollment.resume(existing)
             return self._answer(endpoint, pki, result, algorithms)
         if renewal_of is not None:
-            principal = Principal(PrincipalKind.CLIENT_CERT, renewal_of, {"serial": renewal_of})
+            # Identified by the certificate's SHA-256, like every client-cert principal.
+            fingerprint = hashlib.sha256(pki.signer_der).hexdigest()
+            principal = Principal(PrincipalKind.CLIENT_CERT, fingerprint, {
+                "serial": renewal_of, "sha256": fingerprint, "profile": endpoint.profile_name})
             same_key = _spki(csr.public_key()) == _spki(pki.signer.public_key())
             operation = Operation.RENEW if same_key else Operation.REKEY
         else:
@@ -225,7 +229,7 @@ class PkiOperations:
                     algorithms: ReplyAlgorithms) -> bytes:
         names = message.issuer_and_subject(content)
         key = transaction_key(endpoint.profile_name, pki.header.transaction_id,
-                              names["subject"].dump(), self._inventory_serial(pki))
+                              names["subject"].dump(), self._inventory_serial(endpoint, pki))
         request_id = self._request_id(key)
         if request_id is None:
             raise ScepFailure(FailInfo.BAD_CERT_ID, "no request with this transactionID")
@@ -287,14 +291,17 @@ class PkiOperations:
             row = requests.by_transaction(session, Protocol.SCEP.value, key)
             return row.id if row is not None else None
 
-    def _inventory_serial(self, pki: PkiMessage) -> str | None:
-        """The signer's serial when the signer is a certificate from our inventory."""
+    def _inventory_serial(self, endpoint: Endpoint, pki: PkiMessage) -> str | None:
+        """The signer's serial when the signer is a certificate from our inventory, issued
+        under this endpoint's profile: another profile's certificate proves nothing here
+        (the request is then a first enrollment, with a challenge)."""
         if pki.signer.issuer == pki.signer.subject:
             return None  # self-signed: a first enrollment; never in the inventory
         serial = format(pki.signer.serial_number, "x")
         with self._gateway.db.session() as session:
             row = certificates.get(session, serial)
-            if row is None or bytes(row.der) != pki.signer_der:
+            if row is None or bytes(row.der) != pki.signer_der \
+                    or row.profile != endpoint.profile_name:
                 return None
             return serial
 

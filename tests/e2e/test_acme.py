@@ -181,6 +181,11 @@ def test_full_flow_states_download_and_ari(env: Env) -> None:
     assert certs[0].not_valid_before_utc.isoformat() < window["start"].replace("Z", "+00:00") \
         < window["end"].replace("Z", "+00:00")
     problem(env.http.get(f"{client.directory['renewalInfo']}/AAAA.AAAA"), "malformed", 404)
+    # 'replaces' never crosses profiles (issue #10 rule 2): not into the 'corp' profile.
+    crossed = problem(client.post(client.directory["newOrder"], {
+        "identifiers": [{"type": "dns", "value": "flow.corp.test"}], "profile": "corp",
+        "replaces": cert_id}), "malformed", 400)
+    assert "not issued under profile 'corp'" in crossed["detail"], crossed
     # A renewal naming the old certificate in 'replaces'.
     replaced = client.post(client.directory["newOrder"], {
         "identifiers": [{"type": "dns", "value": "flow.example.test"},

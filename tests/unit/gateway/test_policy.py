@@ -20,7 +20,7 @@ from gateway.model import (
     PrincipalKind,
     Protocol,
 )
-from gateway.policy import Facts, PolicyEngine, pattern_matches
+from gateway.policy import Explanation, Facts, PolicyEngine, RenewalContext, pattern_matches
 from tests.support.pki import csr_der, make_csr
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -268,3 +268,29 @@ def test_csr_attributes_a_ca_may_act_on_are_refused() -> None:
     assert outcome is Outcome.DENIED and kind is ErrorKind.POLICY_DENIED
     assert "1.3.6.1.4.1.311.13.2.1" in reason
 
+
+def _renewal(profile_name: str, certificate_profile: str) -> Explanation:
+    """A same-key renewal on ``profile_name`` of a certificate recorded under
+    ``certificate_profile``, names unchanged."""
+    csr, key = make_csr("device.example.test", dns=["device.example.test"])
+    cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(csr.subject)
+            .public_key(csr.public_key()).serial_number(7)
+            .not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("device.example.test")]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
+    request = EnrollmentRequest(Protocol.SCEP, Operation.RENEW, profile_name, csr, csr_der(csr),
+                                Principal(PrincipalKind.CLIENT_CERT, "f" * 64), renewal_of="7")
+    engine = PolicyEngine({"a": ProfileConfig(backend="b"), "b": ProfileConfig(backend="b")})
+    return engine.decide(request, Facts(now=NOW, renewal=RenewalContext(cert, False,
+                                                                         certificate_profile)))
+
+
+def test_renewal_never_crosses_profiles() -> None:
+    crossed = _renewal("b", "a")
+    assert crossed.decision.outcome is Outcome.DENIED
+    assert crossed.denial_kind is ErrorKind.FORBIDDEN
+    assert crossed.decision.reason == "the certificate to renew was not issued under profile 'b'"
+    same = _renewal("b", "b")
+    assert same.decision.outcome is Outcome.APPROVED, same.decision.reason
