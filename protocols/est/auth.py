@@ -158,13 +158,18 @@ class Authenticator:
 
 def cert_principal(cert: x509.Certificate, profile: str = "") -> Principal:
     """The principal of a certificate-authenticated client; ``cert_names`` (its CN and
-    SAN values, JSON) is what the policy's ``est.client_cert_names`` rule compares."""
+    SAN values, JSON) is what the policy's ``est.client_cert_names`` rule compares.
+
+    Its id is the certificate's SHA-256 fingerprint, not its serial: serials are unique
+    only per issuer, and two manufacturer anchors on one profile may both issue serial 1
+    (the id decides holder revocation and the rate limit)."""
     serial = format(cert.serial_number, "x")
-    return Principal(PrincipalKind.CLIENT_CERT, serial, {
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    return Principal(PrincipalKind.CLIENT_CERT, fingerprint, {
         "serial": serial,
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
-        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "sha256": fingerprint,
         "profile": profile,
         "cert_names": json.dumps(certificate_names(cert)),
     })

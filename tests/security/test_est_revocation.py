@@ -1,5 +1,9 @@
 """Rule 6: EST fullcmc revocation compares principal kind, id *and* profile.
 
+Rule 2: a client-certificate principal is its certificate's SHA-256, not its serial:
+two manufacturer anchors on one profile may both issue serial 4242, and neither device
+may revoke (or share the rate limit of) the other.
+
 EST user names are unique only within a profile: a user ``device1`` on profile ``b``
 must not revoke the certificate user ``device1`` of profile ``default`` enrolled.  Driven
 over the real server: a certificate enrolled with curl + openssl, a CMC revokeRequest
@@ -9,6 +13,7 @@ over the real server: a certificate enrolled with curl + openssl, a CMC revokeRe
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import secrets
 import ssl
@@ -21,23 +26,33 @@ import pytest
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocols.est import cmc
 from tests.e2e.test_est_cmc import _pki_data, _signed, _statuses, _tcr
 from tests.security.conftest import profile_like_default, start_configured
-from tests.support.est import curl, est_url, openssl_csr, pkcs7_to_pem
+from tests.support.est import TestCa, curl, est_url, openssl_csr, pkcs7_to_pem, write_key
 from tests.support.pki import make_csr
 from tests.support.server import GatehouseServer, run_cli
 
 pytestmark = pytest.mark.e2e
 
 PASSWORDS = {"default": secrets.token_urlsafe(12), "b": secrets.token_urlsafe(12)}
+# Two manufacturers' IDevID CAs, both anchors of profile "devices".
+MAKERS = (TestCa.create("Maker One IDevID CA"), TestCa.create("Maker Two IDevID CA"))
 
 
-def _edit(config: dict[str, Any], _data_dir: Path) -> None:
+def _edit(config: dict[str, Any], data_dir: Path) -> None:
     profile_like_default(config, "b", est={"label": "b"})
+    anchors = []
+    for number, maker in enumerate(MAKERS):
+        (data_dir / f"maker{number}.pem").write_bytes(maker.pem())
+        anchors.append(f"maker{number}.pem")
+    profile_like_default(config, "devices", est={"label": "devices",
+                                                 "client_cert_anchors": anchors})
 
 
 def _users(data_dir: Path) -> None:
@@ -137,3 +152,50 @@ def test_a_certificate_revokes_itself_only_on_its_own_profile(est: GatehouseServ
     csr, _ = make_csr("more.example.test")
     assert _revoke(est, "default", cert, (cert, key), tls_client=tls, enroll=csr) == (0, None)
     assert _status(est, cert) == "revoked"
+
+
+def _idevid(maker: TestCa, cn: str, serial: int, tmp: Path,
+            name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, Path, Path]:
+    """A device certificate from ``maker`` with a chosen serial number."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(maker.cert.subject).public_key(key.public_key())
+            .serial_number(serial).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                maker.key.public_key()), critical=False)
+            .sign(maker.key, hashes.SHA256()))
+    pem = tmp / f"{name}.pem"
+    pem.write_bytes(cert.public_bytes(Encoding.PEM))
+    return cert, key, pem, write_key(tmp, name, key)
+
+
+def test_devices_with_the_same_serial_are_different_principals(est: GatehouseServer,
+                                                               tmp_path: Path) -> None:
+    x_cert, x_key, x_pem, x_key_path = _idevid(MAKERS[0], "x.devices.example.test", 4242,
+                                               tmp_path, "idevid-x")
+    y_cert, y_key, y_pem, y_key_path = _idevid(MAKERS[1], "y.devices.example.test", 4242,
+                                               tmp_path, "idevid-y")
+    assert x_cert.serial_number == y_cert.serial_number
+    # Device X enrolls with its IDevID over mTLS.
+    csr = openssl_csr(tmp_path, "x-ldevid", "x.devices.example.test")
+    status, _, body = curl("--cacert", str(est.root_pem), "--cert", str(x_pem), "--key",
+                           str(x_key_path), "-H", "Content-Type: application/pkcs10",
+                           "--data-binary", f"@{csr}", est_url(est, "simpleenroll", "devices"))
+    assert status == 200, body
+    victim = x509.load_pem_x509_certificates(
+        pkcs7_to_pem(body, tmp_path, "x-ldevid").read_bytes())[0]
+    # Device Y, same serial from the other manufacturer, may not revoke it.
+    status, fail = _revoke(est, "devices", victim, (y_cert, y_key), tls_client=(y_pem, y_key_path))
+    assert (status, fail) == (2, int(cmc.CMCFailInfo.BAD_IDENTITY))
+    assert _status(est, victim) == "valid"
+    # Positive control: device X revokes the certificate it enrolled.
+    assert _revoke(est, "devices", victim, (x_cert, x_key),
+                   tls_client=(x_pem, x_key_path)) == (0, None)
+    assert _status(est, victim) == "revoked"

@@ -6,6 +6,7 @@ import base64
 import urllib.parse
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.errors import ErrorKind, GatewayError
@@ -37,5 +38,7 @@ def test_client_cert_principal() -> None:
     cert, _ = TestCa.create("P CA").issue("dev.example.test")
     principal = cert_principal(cert)
     assert principal.kind == "client-cert"
-    assert principal.id == format(cert.serial_number, "x")
+    # The SHA-256 fingerprint: serials are unique only per issuer (issue #10 rule 2).
+    assert principal.id == cert.fingerprint(hashes.SHA256()).hex()
+    assert principal.attributes["serial"] == format(cert.serial_number, "x")
     assert principal.attributes["subject"] == "CN=dev.example.test"
