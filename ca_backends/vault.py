@@ -341,6 +341,8 @@ def issued_certificate(leaf: x509.Certificate, chain: list[x509.Certificate], *,
             x509.SubjectAlternativeName).value))
     except x509.ExtensionNotFound:
         sans = ()
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        sans = ()  # unreadable: the pipeline's check_issued refuses it (docs/security.md, rule 4)
     return IssuedCertificate(
         serial=format(leaf.serial_number, "x"),
         issuer=leaf.issuer.rfc4514_string(),

@@ -235,6 +235,7 @@ def test_vault_role_beyond_the_decision_is_refused_audited_and_revoked(env: Env)
     ("key-cert-sign", "key usage crl_sign, key_cert_sign beyond the decision"),
     ("any-eku", "extended key usage anyExtendedKeyUsage beyond the decision"),
     ("sid", "Microsoft SID"),
+    ("duplicate-extension", "the certificate cannot be read: DuplicateExtension"),
 ])
 def test_adcs_issuing_beyond_the_decision_is_refused(env: Env, tamper: str, expected: str) -> None:
     cn = f"tampered-{tamper}.example.test"

@@ -50,7 +50,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
 # What ``AdcsSimulator.tamper`` may hold: ways a CA can issue beyond the request.
-TAMPERING = ("extra-san", "ca", "key-cert-sign", "any-eku", "sid")
+TAMPERING = ("extra-san", "ca", "key-cert-sign", "any-eku", "sid", "duplicate-extension")
 # szOID_NTDS_CA_SECURITY_EXT: [0] otherName-like SEQUENCE {OID 311.25.2.1, [0] OCTET STRING SID}
 _SID_VALUE = bytes.fromhex("3040a03e060a2b060104018237190201a030042e") + b"S-1-5-21-1-2-3-500".ljust(46, b"0")
 TEMPLATES = {"WebServer": "issue", "ManagerApproval": "pending", "DeniedTemplate": "deny"}
@@ -78,6 +78,20 @@ LAST_STATUS = {
 def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "corp"),
                       x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _with_duplicated_extension(certificate: x509.Certificate,
+                               key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """``certificate`` with its last extension twice, re-signed (RFC 5280 §4.2 forbids
+    it; cryptography refuses to build one and raises DuplicateExtension reading one)."""
+    from asn1crypto import x509 as asn1_x509
+
+    cert = asn1_x509.Certificate.load(certificate.public_bytes(DER))
+    tbs = cert["tbs_certificate"]
+    extensions = list(tbs["extensions"])
+    tbs["extensions"] = asn1_x509.Extensions([*extensions, extensions[-1]])
+    cert["signature_value"] = key.sign(tbs.dump(force=True), ec.ECDSA(hashes.SHA256()))
+    return x509.load_der_x509_certificate(cert.dump(force=True))
 
 
 def _ca(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
@@ -265,7 +279,10 @@ class AdcsSimulator:
         if "sid" in self.tamper:
             builder = builder.add_extension(x509.UnrecognizedExtension(
                 x509.ObjectIdentifier("1.3.6.1.4.1.311.25.2"), _SID_VALUE), critical=False)
-        return builder.sign(self.issuers[-1][1], hashes.SHA256())
+        certificate = builder.sign(self.issuers[-1][1], hashes.SHA256())
+        if "duplicate-extension" in self.tamper:
+            certificate = _with_duplicated_extension(certificate, self.issuers[-1][1])
+        return certificate
 
     def approve(self, req_id: int) -> None:
         """What a CA manager's "Issue" does to a pending request (certutil -resubmit)."""

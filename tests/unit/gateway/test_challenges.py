@@ -85,6 +85,14 @@ def test_subject_pattern_must_match_every_name(database: Database) -> None:
     _consume(database, issued.secret, cn="kiosk-1", sans=("kiosk-2",))
 
 
+def test_subject_pattern_ignores_case_like_the_name_rules(database: Database) -> None:
+    # DNS names compare without case (RFC 4343); the name rules' patterns do too.
+    issued = _create(database, subject_pattern=r"dev1\.example\.com", uses=5)
+    _consume(database, issued.secret, cn="DEV1.example.com", sans=("Dev1.Example.COM",))
+    with pytest.raises(GatewayError, match="not valid for this subject"):
+        _consume(database, issued.secret, cn="DEV2.example.com")
+
+
 def test_csr_names_lists_every_cn_and_san() -> None:
     from cryptography.x509.oid import NameOID
 

@@ -244,6 +244,44 @@ def test_a_backend_bug_while_the_client_waits_fails_that_request_at_once(
     assert good.certificate is not None
 
 
+def test_an_unreadable_certificate_is_refused_and_audited_even_if_revoke_breaks(
+        database: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Security rule 4: a certificate cryptography cannot read (a duplicated extension)
+    is a policy violation, not a 500; a revoke that raises something unexpected is logged
+    and the ``backend.policy_violation`` audit record is still written."""
+    import dataclasses
+
+    from asn1crypto import x509 as asn1_x509
+
+    env = Env(database)
+    issue = env.primary.issue
+
+    async def duplicated_extension(request: EnrollmentRequest, decision: Any) -> Any:
+        issued = await issue(request, decision)
+        cert = asn1_x509.Certificate.load(issued.der)
+        extensions = list(cert["tbs_certificate"]["extensions"])
+        cert["tbs_certificate"]["extensions"] = asn1_x509.Extensions(
+            [*extensions, extensions[-1]])
+        return dataclasses.replace(issued, der=bytes(cert.dump(force=True)))
+
+    async def broken_revoke(serial: str, reason: Any) -> None:
+        raise RuntimeError("a backend bug")
+
+    env.primary.issue = duplicated_extension  # type: ignore[method-assign]
+    env.primary.revoke = broken_revoke  # type: ignore[method-assign]
+    with pytest.raises(GatewayError) as caught:
+        run(env.service.submit(env.request()))
+    assert caught.value.kind is ErrorKind.BACKEND_REJECTED
+    assert env.count(CertificateRow) == 0
+    with database.session() as session:
+        event = session.scalars(select(AuditEventRow).where(
+            AuditEventRow.action == "backend.policy_violation")).one()
+    assert event.reason.startswith("the certificate cannot be read")
+    assert event.details["revoked"].startswith("no: unexpected error")
+    assert "revoking a certificate outside the decision failed" in [
+        r.getMessage() for r in caplog.records if r.exc_info]
+
+
 def test_fallback_backend_takes_over(database: Database) -> None:
     env = Env(database, default=ProfileConfig(backend="primary", fallback_backend="secondary"))
     env.primary.mode = "down"
