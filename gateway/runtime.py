@@ -14,6 +14,10 @@ from gateway.config import GatehouseConfig, config_path, database_url, load_conf
 from gateway.enrollment import EnrollmentService
 from gateway.policy import PolicyEngine
 from gateway.revocation.service import RevocationService
+from gateway.services.ca import BackendCaCertificates, CaCertificates
+from gateway.services.challenges import Challenges, StoreChallenges
+from gateway.services.inventory import Inventory, StoreInventory
+from gateway.services.requests import RequestLookup, StoreRequestLookup
 from gateway.store.db import Database
 
 log = logging.getLogger("gatehouse")
@@ -31,6 +35,11 @@ class Gateway:
     policy: PolicyEngine
     enrollment: EnrollmentService
     revocation: RevocationService
+    # The ports the protocol adapters use (gateway.services); built here, once.
+    inventory: Inventory
+    ca: CaCertificates
+    requests: RequestLookup
+    challenges: Challenges
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -41,7 +50,9 @@ class Gateway:
         policy = PolicyEngine(config.profiles)
         enrollment = EnrollmentService(db, policy, backends, clock, config.retry)
         revocation = RevocationService(db, backends, clock)
-        return cls(config, data_dir, clock, db, backends, policy, enrollment, revocation)
+        return cls(config, data_dir, clock, db, backends, policy, enrollment, revocation,
+                   inventory=StoreInventory(db), ca=BackendCaCertificates(config, backends),
+                   requests=StoreRequestLookup(db), challenges=StoreChallenges(db, clock))
 
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> Gateway:

@@ -60,6 +60,12 @@ class RevocationService:
         self._backends = backends
         self._clock = clock
 
+    def may_revoke_as_holder(self, serial: str, principal: Principal, profile: str) -> bool:
+        """``holder_may_revoke`` for the certificate with ``serial`` (False if unknown)."""
+        with self._db.session() as session:
+            row = certificates.get(session, serial)
+            return row is not None and holder_may_revoke(session, row, principal, profile)
+
     async def revoke(self, serial: str, reason: RevocationReason, *, by: str) -> str:
         """Revoke a certificate; returns the revocation state (done | needs-operator)."""
         now = self._clock.now()
