@@ -14,6 +14,7 @@ from gateway.config import GatehouseConfig, config_path, database_url, load_conf
 from gateway.enrollment import EnrollmentService
 from gateway.policy import PolicyEngine
 from gateway.revocation.service import RevocationService
+from gateway.services.acme import AcmeState
 from gateway.services.ca import BackendCaCertificates, CaCertificates
 from gateway.services.challenges import Challenges, StoreChallenges
 from gateway.services.inventory import Inventory, StoreInventory
@@ -40,6 +41,7 @@ class Gateway:
     ca: CaCertificates
     requests: RequestLookup
     challenges: Challenges
+    acme: AcmeState
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -52,7 +54,8 @@ class Gateway:
         revocation = RevocationService(db, backends, clock)
         return cls(config, data_dir, clock, db, backends, policy, enrollment, revocation,
                    inventory=StoreInventory(db), ca=BackendCaCertificates(config, backends),
-                   requests=StoreRequestLookup(db), challenges=StoreChallenges(db, clock))
+                   requests=StoreRequestLookup(db), challenges=StoreChallenges(db, clock),
+                   acme=AcmeState(db, data_dir))
 
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> Gateway:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, func, insert, select, update
@@ -68,6 +67,12 @@ def order(session: Session, order_id: str) -> AcmeOrderRow | None:
 
 
 
+def order_ids(session: Session, account_id: str, statuses: list[str], *, limit: int) -> list[str]:
+    return list(session.scalars(select(AcmeOrderRow.id).where(
+        AcmeOrderRow.account_id == account_id, AcmeOrderRow.status.in_(statuses))
+        .order_by(AcmeOrderRow.created_at).limit(limit)))
+
+
 def count_orders_since(session: Session | Connection, account_id: str, since: dt.datetime) -> int:
     return int(session.scalar(select(func.count()).select_from(AcmeOrderRow).where(
         AcmeOrderRow.account_id == account_id, AcmeOrderRow.created_at >= since)) or 0)
@@ -111,18 +116,6 @@ def due_challenges(session: Session, *, now: dt.datetime, limit: int = 20) -> li
 # -- the hot path through Core connections (no ORM): every signed request and poll ------
 
 
-@dataclass(frozen=True, slots=True)
-class AccountView:
-    id: str
-    profile: str
-    thumbprint: str
-    jwk: dict[str, Any]
-    status: str
-    contact: list[str]
-    tos_agreed: bool
-    eab_kid: str | None
-
-
 _ACCOUNTS: Table = AcmeAccountRow.__table__  # type: ignore[assignment]
 _NONCES: Table = AcmeNonceRow.__table__  # type: ignore[assignment]
 _AUTHZS: Table = AcmeAuthorizationRow.__table__  # type: ignore[assignment]
@@ -142,12 +135,8 @@ def fast_consume_nonce(connection: Connection, value: str, *, now: dt.datetime) 
     return result.rowcount == 1
 
 
-def fast_account(connection: Connection, account_id: str) -> AccountView | None:
-    row = connection.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.id == account_id)).first()
-    if row is None:
-        return None
-    return AccountView(row.id, row.profile, row.thumbprint, dict(row.jwk), row.status,
-                       list(row.contact or []), bool(row.tos_agreed), row.eab_kid)
+def fast_account(connection: Connection, account_id: str) -> Any:
+    return connection.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.id == account_id)).first()
 
 
 def fast_authorization(connection: Connection, authz_id: str) -> Any:
@@ -176,6 +165,16 @@ _TABLES = {"order": _ORDERS, "authz": _AUTHZS, "challenge": _CHALLENGES}
 def fast_update(connection: Connection, kind: str, object_id: str, **values: Any) -> None:
     table = _TABLES[kind]
     connection.execute(update(table).where(table.c.id == object_id).values(**values))
+
+
+def fast_update_where(connection: Connection, kind: str, object_id: str, *,
+                      status: str | tuple[str, ...], values: dict[str, Any]) -> bool:
+    """Update the object only if its status is (one of) ``status``; True if it was."""
+    table = _TABLES[kind]
+    allowed = (status,) if isinstance(status, str) else status
+    result = connection.execute(update(table).where(table.c.id == object_id,
+                                                    table.c.status.in_(allowed)).values(**values))
+    return result.rowcount == 1
 
 
 def fast_claim_challenge(connection: Connection, challenge_id: str, *, now: dt.datetime,

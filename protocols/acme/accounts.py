@@ -7,11 +7,8 @@ import hmac
 import json
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
-from gateway.auth import eab
-from gateway.store import acme as store
-from gateway.store.acme_tables import AcmeAccountRow
+from gateway.auth.eab import EabKey
+from gateway.services.acme_model import Account, AccountRefusal, AccountStatus, KeyInUse, NewAccount
 from protocols.acme import jws
 from protocols.acme.problems import AcmeProblem, ProblemType, malformed, unauthorized
 from protocols.acme.resources import account_json
@@ -42,7 +39,7 @@ def _contacts(value: Any) -> list[str]:
 
 
 def _eab_check(service: AcmeService, directory: Directory, binding: Any,
-               account_jwk: dict[str, Any], session: Any) -> eab.EabKey:
+               account_jwk: dict[str, Any]) -> EabKey:
     """RFC 8555 §7.3.4: a JWS over the account key, MACed with the EAB key."""
     if not isinstance(binding, dict):
         raise malformed("'externalAccountBinding' must be a JWS object")
@@ -55,8 +52,7 @@ def _eab_check(service: AcmeService, directory: Directory, binding: Any,
     inner = jws.json_object(parsed.payload, "the external account binding's payload")
     if jws.thumbprint(inner) != jws.thumbprint(account_jwk):
         raise unauthorized("the external account binding does not bind this account key")
-    key = eab.lookup(session, profile=directory.profile, kid=parsed.kid,
-                     kek=eab.load_kek(service.gateway.data_dir), now=service.now())
+    key = service.state.eab_key(profile=directory.profile, kid=parsed.kid, now=service.now())
     if key is None:
         raise unauthorized("unknown, used or expired external account key id")
     mac = hmac.new(key.key, parsed.signing_input, _HMAC[parsed.alg]).digest()
@@ -70,38 +66,35 @@ def new_account(service: AcmeService, directory: Directory, signed: Signed) -> R
     jwk = jws.public_jwk(signed.jws.jwk or {})
     thumbprint = jws.thumbprint(jwk)
     now = service.now()
-    with service.gateway.db.session() as session:
-        existing = store.account_by_thumbprint(session, directory.profile, thumbprint)
-        if existing is not None:
-            if existing.status != "valid":
-                raise unauthorized(f"the account is {existing.status}")
-            return Reply(account_json(directory, existing),
-                         location=directory.account_url(existing.id))
-        if payload.get("onlyReturnExisting") is True:
-            raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account for this key")
-        contacts = _contacts(payload.get("contact"))
-        agreed = payload.get("termsOfServiceAgreed") is True
-        if directory.settings.terms_of_service and not agreed:
-            raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
-        binding = payload.get("externalAccountBinding")
-        key = None
-        if binding is not None:
-            key = _eab_check(service, directory, binding, jwk, session)
-        elif directory.settings.eab_required:
-            raise AcmeProblem(ProblemType.EXTERNAL_ACCOUNT_REQUIRED,
-                              "this directory requires an external account binding")
-        try:
-            account = store.add_account(session, profile=directory.profile,
-                                        thumbprint=thumbprint, jwk=jwk, contact=contacts,
-                                        tos_agreed=agreed, eab_kid=key.kid if key else None,
-                                        now=now)
-        except IntegrityError:
-            raise AcmeProblem(ProblemType.MALFORMED, "an account for this key was just created",
-                              409) from None
-        if key is not None and not eab.bind(session, key, account.id):
-            raise unauthorized("the external account key was used concurrently")
-        body = account_json(directory, account)
-    return Reply(body, 201, location=directory.account_url(account.id))
+    existing = service.state.account_by_key(directory.profile, thumbprint)
+    if existing is not None:
+        if existing.status is not AccountStatus.VALID:
+            raise unauthorized(f"the account is {existing.status}")
+        return Reply(account_json(directory, existing),
+                     location=directory.account_url(existing.id))
+    if payload.get("onlyReturnExisting") is True:
+        raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account for this key")
+    contacts = _contacts(payload.get("contact"))
+    agreed = payload.get("termsOfServiceAgreed") is True
+    if directory.settings.terms_of_service and not agreed:
+        raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
+    binding = payload.get("externalAccountBinding")
+    key = None
+    if binding is not None:
+        key = _eab_check(service, directory, binding, jwk)
+    elif directory.settings.eab_required:
+        raise AcmeProblem(ProblemType.EXTERNAL_ACCOUNT_REQUIRED,
+                          "this directory requires an external account binding")
+    created = service.state.create_account(
+        NewAccount(directory.profile, thumbprint, jwk, tuple(contacts), agreed),
+        eab_key=key, now=now)
+    if created is AccountRefusal.KEY_IN_USE:
+        raise AcmeProblem(ProblemType.MALFORMED, "an account for this key was just created", 409)
+    if created is AccountRefusal.EAB_KEY_USED:
+        raise unauthorized("the external account key was used concurrently")
+    assert isinstance(created, Account)
+    return Reply(account_json(directory, created), 201,
+                 location=directory.account_url(created.id))
 
 
 def update_account(service: AcmeService, directory: Directory, signed: Signed,
@@ -110,20 +103,18 @@ def update_account(service: AcmeService, directory: Directory, signed: Signed,
     assert signed.account is not None
     if signed.account.id != account_id:
         raise unauthorized("the account URL does not match the signing account")
-    with service.gateway.db.session() as session:
-        account = store.account(session, account_id)
-        assert account is not None
-        if not signed.jws.post_as_get:
-            payload = signed.jws.payload_json()
-            if "contact" in payload:
-                account.contact = _contacts(payload["contact"])
-            status = payload.get("status")
-            if status is not None:
-                if status != "deactivated":
-                    raise malformed("an account's status can only be set to 'deactivated'")
-                account.status = "deactivated"  # RFC 8555 §7.3.6
-        body = account_json(directory, account)
-    return Reply(body, location=directory.account_url(account_id))
+    if signed.jws.post_as_get:
+        account = service.state.account(account_id)
+    else:
+        payload = signed.jws.payload_json()
+        contact = _contacts(payload["contact"]) if "contact" in payload else None
+        status = payload.get("status")
+        if status is not None and status != AccountStatus.DEACTIVATED:
+            raise malformed("an account's status can only be set to 'deactivated'")
+        account = service.state.update_account(  # RFC 8555 §7.3.6
+            account_id, contact=contact, deactivate=status is not None)
+    assert account is not None
+    return Reply(account_json(directory, account), location=directory.account_url(account_id))
 
 
 def key_change(service: AcmeService, directory: Directory, signed: Signed) -> Reply:
@@ -148,13 +139,10 @@ def key_change(service: AcmeService, directory: Directory, signed: Signed) -> Re
         raise unauthorized("'oldKey' is not the account's current key")
     new_jwk = jws.public_jwk(inner.jwk)
     new_thumbprint = jws.thumbprint(new_jwk)
-    with service.gateway.db.session() as session:
-        other = store.account_by_thumbprint(session, directory.profile, new_thumbprint)
-        if other is not None:
-            raise AcmeProblem(ProblemType.MALFORMED, "the new key is already in use", 409,
-                              headers={"Location": directory.account_url(other.id)})
-        row = session.get(AcmeAccountRow, account.id)
-        assert row is not None
-        row.jwk, row.thumbprint = new_jwk, new_thumbprint
-        body = account_json(directory, row)
-    return Reply(body, location=directory.account_url(account.id))
+    changed = service.state.change_account_key(account.id, profile=directory.profile,
+                                               jwk=new_jwk, thumbprint=new_thumbprint)
+    if isinstance(changed, KeyInUse):
+        raise AcmeProblem(ProblemType.MALFORMED, "the new key is already in use", 409,
+                          headers={"Location": directory.account_url(changed.holder_id)})
+    assert changed is not None
+    return Reply(account_json(directory, changed), location=directory.account_url(account.id))

@@ -14,16 +14,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
-
 from gateway.model import Identifier, IdentifierType
-from gateway.store import acme as store
-from gateway.store import audit
+from gateway.services.acme_model import (
+    AuthorizationStatus,
+    ChallengeStatus,
+    ValidationJob,
+    ValidationResult,
+)
 from protocols.acme import addresses, http01, validators
 from protocols.acme.jws import key_authorization
-from protocols.acme.problems import AcmeProblem, ProblemType, malformed, not_found, unauthorized
+from protocols.acme.problems import AcmeProblem, ProblemType, malformed, not_found
 from protocols.acme.resources import challenge_json, order_transition
-from protocols.acme.service import AcmeService, Directory, Reply, Signed
+from protocols.acme.service import AcmeService, Directory, Reply, Signed, check_owner
 
 log = logging.getLogger("gatehouse.acme")
 SWEEP_INTERVAL = 1.0
@@ -41,25 +43,24 @@ def respond(service: AcmeService, validator: Validator, directory: Directory, si
         raise malformed("a challenge response payload must be an empty object {}")
     now = service.now()
     start = False
-    with service.gateway.db.begin() as connection:
-        challenge = store.fast_challenge(connection, challenge_id)
-        if challenge is None:
-            raise not_found("challenge")
-        authz = store.fast_authorization(connection, challenge.authorization_id)
-        assert authz is not None
-        if authz.account_id != account.id:
-            raise unauthorized("the challenge belongs to another account")
-        if not signed.jws.post_as_get and challenge.status == "pending":
-            if authz.status != "pending":
-                raise AcmeProblem(ProblemType.MALFORMED, f"the authorization is {authz.status}", 400)
-            if authz.expires <= now:
-                raise AcmeProblem(ProblemType.MALFORMED, "the authorization has expired", 400)
-            store.fast_update(connection, "challenge", challenge_id, status="processing",
-                              next_attempt_at=now)
-            challenge = store.fast_challenge(connection, challenge_id)
-            start = True
-        body = challenge_json(directory, challenge)
-        up = directory.url("authz", authz.id)
+    detail = service.state.challenge(challenge_id)
+    if detail is None:
+        raise not_found("challenge")
+    challenge, authz = detail.challenge, detail.authorization
+    check_owner(authz.account_id, account, "challenge")
+    if not signed.jws.post_as_get and challenge.status is ChallengeStatus.PENDING:
+        if authz.status is not AuthorizationStatus.PENDING:
+            raise AcmeProblem(ProblemType.MALFORMED, f"the authorization is {authz.status}", 400)
+        if authz.expires <= now:
+            raise AcmeProblem(ProblemType.MALFORMED, "the authorization has expired", 400)
+        started = service.state.start_challenge(challenge_id, now=now)
+        if started is not None:
+            challenge, start = started, True
+        else:  # another request started it meanwhile: show it as it is
+            again = service.state.challenge(challenge_id)
+            challenge = again.challenge if again is not None else challenge
+    body = challenge_json(directory, challenge)
+    up = directory.url("authz", authz.id)
     if start:
         validator.kick(challenge_id)
     retry = 1 if body["status"] == "processing" else None  # lego polls after Retry-After
@@ -92,10 +93,9 @@ class Validator:
             await asyncio.sleep(SWEEP_INTERVAL)
             sweeps += 1
             now = self._service.now()
-            with self._service.gateway.db.session() as session:
-                due = store.due_challenges(session, now=now)
-                if sweeps % NONCE_PURGE_EVERY == 0:
-                    store.purge_nonces(session, now=now)
+            due = self._service.state.due_challenges(now=now)
+            if sweeps % NONCE_PURGE_EVERY == 0:
+                self._service.state.purge_nonces(now=now)
             for challenge_id in due:
                 self.kick(challenge_id)
 
@@ -104,13 +104,11 @@ class Validator:
         service = self._service
         now = service.now()
         timeout = self._network.timeout
-        with service.gateway.db.begin() as connection:
-            if not store.fast_claim_challenge(connection, challenge_id, now=now,
-                                              lease_until=now + dt.timedelta(seconds=timeout * 2 + 5)):
-                return
-            job = _job(connection, challenge_id)
-        if job is None:
+        claimed = service.state.claim_validation(
+            challenge_id, now=now, lease_until=now + dt.timedelta(seconds=timeout * 2 + 5))
+        if claimed is None:
             return
+        job = _job(claimed)
         failure: validators.ValidationFailed | None = None
         try:
             await asyncio.wait_for(self._check(job), timeout)
@@ -141,32 +139,27 @@ class Validator:
         now = service.now()
         settings = service.server
         attempts = job.attempts + 1
-        with service.gateway.db.begin() as connection:
-            if failure is None:
-                store.fast_update(connection, "challenge", job.challenge_id, status="valid",
-                                  validated=now, error=None, lease_until=None, attempts=attempts)
-                store.fast_update(connection, "authz", job.authz_id, status="valid")
-            elif failure.problem not in _FINAL and attempts < settings.validation_attempts:
-                store.fast_update(connection, "challenge", job.challenge_id, lease_until=None,
-                                  attempts=attempts, detail=failure.detail,
-                                  next_attempt_at=now + settings.validation_retry_delay)
-                return
-            else:
-                store.fast_update(connection, "challenge", job.challenge_id, status="invalid",
-                                  next_attempt_at=None, lease_until=None, attempts=attempts,
-                                  error=_problem(failure, job.identifier))
-                store.fast_update(connection, "authz", job.authz_id, status="invalid")
-            order = store.fast_order(connection, job.order_id)
-            if order is not None:
-                states = store.fast_authz_states(connection, job.order_id)
-                change = order_transition(order.status, order.expires, states, now)
-                if change is not None:
-                    store.fast_update(connection, "order", job.order_id, status=change[0],
-                                      error=change[1], updated_at=now)
-            audit.record(connection, at=now, actor=f"acme-account:{job.account_id}",
-                         action="acme.validation", outcome="invalid" if failure else "valid",
-                         profile=job.profile, reason=failure.detail if failure else "",
-                         challenge=job.kind, identifier=str(job.identifier))
+        if failure is not None and failure.problem not in _FINAL \
+                and attempts < settings.validation_attempts:
+            service.state.retry_validation(job.challenge_id, attempts=attempts,
+                                           detail=failure.detail,
+                                           next_attempt_at=now + settings.validation_retry_delay)
+            return
+        service.state.finish_validation(ValidationResult(
+            challenge_id=job.challenge_id, authorization_id=job.authz_id,
+            account_id=job.account_id, profile=job.profile, kind=job.kind,
+            identifier=str(job.identifier), attempts=attempts,
+            error=_problem(failure, job.identifier) if failure is not None else None,
+            reason=failure.detail if failure else ""), now=now)
+        # The order follows its authorizations (RFC 8555 §7.1.6); a reader of the order
+        # applies the same rule, so a crash between the two loses nothing.
+        state = service.state.order_state(job.order_id)
+        if state is not None:
+            change = order_transition(state.order.status, state.order.expires,
+                                      state.authorizations, now)
+            if change is not None:
+                service.state.apply_order_change(job.order_id, expected=state.order.status,
+                                                 change=change, now=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,19 +185,13 @@ def _problem(failure: validators.ValidationFailed, identifier: Identifier) -> di
                            "value": identifier.value.removeprefix("*.")}}
 
 
-def _job(connection: Connection, challenge_id: str) -> Job | None:
-    challenge = store.fast_challenge(connection, challenge_id)
-    if challenge is None:
-        return None
-    authz = store.fast_authorization(connection, challenge.authorization_id)
-    order = store.fast_order(connection, authz.order_id) if authz else None
-    account = store.fast_account(connection, authz.account_id) if authz else None
-    if authz is None or order is None or account is None:
-        return None
+def _job(claimed: ValidationJob) -> Job:
+    challenge, authz = claimed.challenge, claimed.authorization
     value = authz.identifier_value
     if authz.wildcard:
         value = "*." + value
     identifier = Identifier(IdentifierType(authz.identifier_type), value)
-    return Job(challenge.id, authz.id, order.id, account.id, challenge.type, identifier,
-               challenge.token, key_authorization(challenge.token, account.jwk), order.profile,
-               challenge.attempts)
+    return Job(challenge.id, authz.id, claimed.order.id, claimed.account.id, challenge.type,
+               identifier, challenge.token,
+               key_authorization(challenge.token, dict(claimed.account.jwk)),
+               claimed.order.profile, challenge.attempts)

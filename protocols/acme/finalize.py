@@ -7,11 +7,8 @@ order) resumes the same request: an ADCS-pending or retrying backend keeps the o
 
 from __future__ import annotations
 
-from typing import Any
-
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Table, select, update
 
 from gateway.errors import GatewayError
 from gateway.model import (
@@ -24,26 +21,22 @@ from gateway.model import (
     RequestState,
 )
 from gateway.pem import load_csr_der
-from gateway.store import acme as store
-from gateway.store import certificates, requests
-from gateway.store.acme_tables import AcmeOrderRow
-from gateway.store.tables import certificates_table
+from gateway.services.acme_model import OrderState, OrderStatus
 from protocols.acme import identifiers as ids
 from protocols.acme import renewal
 from protocols.acme.jws import b64decode
+from protocols.acme.orders import owned_order
 from protocols.acme.problems import (
     AcmeProblem,
     ProblemType,
     from_gateway_error,
     malformed,
     not_found,
-    unauthorized,
 )
 from protocols.acme.resources import order_json, order_transition
-from protocols.acme.service import AcmeService, Directory, Reply, Signed
+from protocols.acme.service import AcmeService, Directory, Reply, Signed, check_owner
 
 PEM_CHAIN = "application/pem-certificate-chain"
-_ORDERS: Table = AcmeOrderRow.__table__  # type: ignore[assignment]
 
 
 async def finalize(service: AcmeService, directory: Directory, signed: Signed,
@@ -60,34 +53,26 @@ async def finalize(service: AcmeService, directory: Directory, signed: Signed,
     if not csr.is_signature_valid:
         raise AcmeProblem(ProblemType.BAD_CSR, "the CSR's signature does not verify")
     now = service.now()
-    with service.gateway.db.begin() as connection:
-        order = store.fast_order(connection, order_id)
-        if order is None:
-            raise not_found("order")
-        if order.account_id != account.id:
-            raise unauthorized("the order belongs to another account")
-        states = store.fast_authz_states(connection, order_id)
-        change = order_transition(order.status, order.expires, states, now)
-        status = change[0] if change else order.status
-        if change is not None:
-            store.fast_update(connection, "order", order_id, status=change[0], error=change[1],
-                              updated_at=now)
-    if status != "ready":
+    state = service.state.order_state(order_id)
+    if state is None:
+        raise not_found("order")
+    order = state.order
+    check_owner(order.account_id, account, "order")
+    change = order_transition(order.status, order.expires, state.authorizations, now)
+    status = change.status if change else order.status
+    if change is not None:
+        service.state.apply_order_change(order_id, expected=order.status, change=change, now=now)
+    if status is not OrderStatus.READY:
         raise AcmeProblem(ProblemType.ORDER_NOT_READY, f"the order is {status}, not ready", 403)
-    ordered = [ids.identifier_from_json(i) for i in order.identifiers]
+    ordered = [ids.identifier_from_json(dict(i)) for i in order.identifiers]
     ids.check_csr_matches(csr, ordered)
     ids.check_csr_subject(csr, ordered)
     replaces = None
     if order.replaces:
-        with service.gateway.db.session() as session:
-            replaces = renewal.replaced_serial(session, order.replaces, account.id,
-                                               order.profile)
-    with service.gateway.db.begin() as connection:
-        claimed = connection.execute(update(_ORDERS).where(
-            _ORDERS.c.id == order_id, _ORDERS.c.status == "ready").values(
-            status="processing", updated_at=now))
-        if claimed.rowcount != 1:
-            raise AcmeProblem(ProblemType.ORDER_NOT_READY, "the order is being finalized", 403)
+        replaces = renewal.replaced_serial(service.state, order.replaces, account.id,
+                                           order.profile)
+    if not service.state.claim_for_finalize(order_id, now=now):
+        raise AcmeProblem(ProblemType.ORDER_NOT_READY, "the order is being finalized", 403)
     profile = order.profile
     not_before, not_after = order.not_before, order.not_after
     request = EnrollmentRequest(
@@ -109,15 +94,12 @@ async def finalize(service: AcmeService, directory: Directory, signed: Signed,
 
 async def advance(service: AcmeService, order_id: str) -> None:
     """A processing order: ask the pipeline again (drives it when a retry is due)."""
-    with service.gateway.db.begin() as connection:
-        order = store.fast_order(connection, order_id)
-    if order is None or order.status != "processing":
+    order = service.state.order(order_id)
+    if order is None or order.status is not OrderStatus.PROCESSING:
         return
     request_id = order.request_id
     if request_id is None:  # the process died between claiming the order and submitting
-        with service.gateway.db.session() as session:
-            row = requests.by_transaction(session, Protocol.ACME.value, order_id)
-            request_id = row.id if row is not None else None
+        request_id = service.state.request_id_for_order(order_id, protocol=Protocol.ACME.value)
     if request_id is None:
         _record(service, order_id, None, AcmeProblem(
             ProblemType.SERVER_INTERNAL, "the order was interrupted before it reached the CA; "
@@ -132,26 +114,25 @@ async def advance(service: AcmeService, order_id: str) -> None:
 
 
 def _record(service: AcmeService, order_id: str, result: EnrollmentResult | None,
-            problem: AcmeProblem | None) -> Any:
-    """Store the pipeline's answer on the order; returns the order row as it now is."""
-    values: dict[str, Any] = {"updated_at": service.now()}
-    if result is not None:
-        values["request_id"] = result.request_id
-        if result.state is RequestState.ISSUED and result.certificate is not None:
-            values["status"] = "valid"
-            values["certificate_serial"] = result.certificate.serial
+            problem: AcmeProblem | None) -> OrderState | None:
+    """Store the pipeline's answer on the order; returns the order as it now is."""
+    now = service.now()
     if problem is not None:
-        values["status"] = "invalid"
-        values["error"] = problem.to_json()
-    with service.gateway.db.begin() as connection:
-        store.fast_update(connection, "order", order_id, **values)
-        return store.fast_order(connection, order_id), store.fast_authz_states(connection, order_id)
+        return service.state.mark_order_invalid(order_id, error=problem.to_json(), now=now)
+    assert result is not None
+    if result.state is RequestState.ISSUED and result.certificate is not None:
+        return service.state.mark_order_valid(order_id, request_id=result.request_id,
+                                              certificate_serial=result.certificate.serial,
+                                              now=now)
+    return service.state.link_order_request(order_id, request_id=result.request_id, now=now)
 
 
 def _order_reply(service: AcmeService, directory: Directory, order_id: str,
                  result: EnrollmentResult) -> Reply:
-    order, states = _record(service, order_id, result, None)
-    body = order_json(directory, order, [a.id for a in states])
+    state = _record(service, order_id, result, None)
+    if state is None:
+        raise not_found("order")
+    body = order_json(directory, state.order, [a.id for a in state.authorizations])
     retry = None if body["status"] == "valid" else max(1, min(result.retry_after or 1, 3600))
     return Reply(body, location=directory.url("order", order_id), retry_after=retry)
 
@@ -161,23 +142,16 @@ def certificate(service: AcmeService, directory: Directory, signed: Signed, orde
     if not signed.jws.post_as_get:
         raise malformed("certificates are fetched with POST-as-GET (empty payload)")
     assert signed.account is not None
-    with service.gateway.db.begin() as connection:
-        order = store.fast_order(connection, order_id)
-        if order is None:
-            raise not_found("order")
-        if order.account_id != signed.account.id:
-            raise unauthorized("the order belongs to another account")
-        if order.status != "valid" or not order.certificate_serial:
-            raise AcmeProblem(ProblemType.MALFORMED, "the order has no certificate", 404)
-        row = connection.execute(select(certificates_table.c.der, certificates_table.c.chain_der)
-                                 .where(certificates_table.c.serial == order.certificate_serial)
-                                 ).first()
-        if row is None:
-            raise AcmeProblem(ProblemType.MALFORMED, "the certificate is gone", 404)
-    ders = [row.der, *certificates.chain_of(row)]  # type: ignore[arg-type]
+    order = owned_order(service, order_id, signed.account)
+    if order.status is not OrderStatus.VALID or not order.certificate_serial:
+        raise AcmeProblem(ProblemType.MALFORMED, "the order has no certificate", 404)
+    record = service.state.certificate(order.certificate_serial)
+    if record is None:
+        raise AcmeProblem(ProblemType.MALFORMED, "the certificate is gone", 404)
+    ders = [record.der, *record.chain]
     pem = b"".join(x509.load_der_x509_certificate(d).public_bytes(Encoding.PEM) for d in ders)
     return Reply(pem, content_type=PEM_CHAIN)
 
 
-def order_location(directory: Directory, order_id: str) -> dict[str, Any]:
+def order_location(directory: Directory, order_id: str) -> dict[str, str]:
     return {"Location": directory.url("order", order_id)}

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from typing import Any
-
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 
 from gateway.model import Identifier, IdentifierType
 from gateway.policy import name_allowed
-from gateway.store import acme as store
-from gateway.store.acme import AccountView
-from gateway.store.acme_tables import (
-    AcmeOrderRow,
+from gateway.services.acme_model import (
+    Account,
+    AuthorizationStatus,
+    ChallengeStatus,
+    LimitExceeded,
+    NewAuthorization,
+    NewOrder,
+    Order,
+    OrderLimits,
+    OrderStatus,
 )
 from protocols.acme import identifiers as ids
 from protocols.acme import renewal
@@ -28,7 +30,7 @@ from protocols.acme.problems import (
     unauthorized,
 )
 from protocols.acme.resources import authz_json, order_json, order_transition
-from protocols.acme.service import AcmeService, Directory, Reply, Signed
+from protocols.acme.service import AcmeService, Directory, Reply, Signed, check_owner
 
 
 def _time(value: Any, what: str) -> dt.datetime | None:
@@ -85,24 +87,27 @@ def _check_policy(service: AcmeService, profile: str, found: list[Identifier]) -
                           "; ".join(p.detail for p in problems), subproblems=problems)
 
 
-def _rate_limit(connection: Connection, directory: Directory, account_id: str,
-                found: list[Identifier], now: dt.datetime) -> None:
+def _limits(directory: Directory, found: list[Identifier], now: dt.datetime) -> OrderLimits:
     settings = directory.settings
-    since = now - settings.rate_window
+    return OrderLimits(now - settings.rate_window, settings.orders_per_account,
+                       settings.orders_per_identifier, tuple(i.value for i in found))
+
+
+def _rate_limited(directory: Directory, found: list[Identifier],
+                  exceeded: LimitExceeded) -> AcmeProblem:
+    settings = directory.settings
     window = int(settings.rate_window.total_seconds())
-    if store.count_orders_since(connection, account_id, since) >= settings.orders_per_account:
-        raise AcmeProblem(ProblemType.RATE_LIMITED,
-                          f"more than {settings.orders_per_account} orders for this account in "
-                          f"{window}s", 429, retry_after=max(1, window // 10))
-    for identifier in found:
-        if store.count_identifier_since(connection, identifier.value, since) >= \
-                settings.orders_per_identifier:
-            raise AcmeProblem(ProblemType.RATE_LIMITED,
-                              f"more than {settings.orders_per_identifier} orders for "
-                              f"{identifier.value} in {window}s", 429,
-                              retry_after=max(1, window // 10),
-                              subproblems=[Subproblem(ProblemType.RATE_LIMITED, "too many orders",
-                                                      ids.identifier_json(identifier))])
+    if exceeded.identifier is None:
+        return AcmeProblem(ProblemType.RATE_LIMITED,
+                           f"more than {settings.orders_per_account} orders for this account in "
+                           f"{window}s", 429, retry_after=max(1, window // 10))
+    identifier = next(i for i in found if i.value == exceeded.identifier)
+    return AcmeProblem(ProblemType.RATE_LIMITED,
+                       f"more than {settings.orders_per_identifier} orders for "
+                       f"{identifier.value} in {window}s", 429,
+                       retry_after=max(1, window // 10),
+                       subproblems=[Subproblem(ProblemType.RATE_LIMITED, "too many orders",
+                                               ids.identifier_json(identifier))])
 
 
 def _challenge_types(directory: Directory, identifier: Identifier) -> list[str]:
@@ -140,93 +145,63 @@ def new_order(service: AcmeService, directory: Directory, signed: Signed) -> Rep
     now = service.now()
     replaces = payload.get("replaces")
     if replaces is not None:
-        with service.gateway.db.session() as session:
-            renewal.replaced_serial(session, replaces, account.id, profile)
+        renewal.replaced_serial(service.state, replaces, account.id, profile)
     expires = now + service.server.order_lifetime
-    order_id = store.new_id()
-    order = {"id": order_id, "account_id": account.id, "profile": profile,
-             "directory": directory.profile, "status": "pending",
-             "identifiers": [ids.identifier_json(i) for i in found], "not_before": not_before,
-             "not_after": not_after, "expires": expires, "error": None, "replaces": replaces,
-             "request_id": None, "certificate_serial": None, "created_at": now, "updated_at": now}
-    authz_rows: list[dict[str, Any]] = []
-    challenge_rows: list[dict[str, Any]] = []
-    authz_expires = min(now + service.server.authorization_lifetime, expires)
-    for identifier in found:
-        authz_id = store.new_id()
-        authz_rows.append({"id": authz_id, "order_id": order_id, "account_id": account.id,
-                           "identifier_type": identifier.type.value,
-                           "identifier_value": identifier.value.removeprefix("*."),
-                           "wildcard": identifier.value.startswith("*."), "status": "pending",
-                           "expires": authz_expires, "created_at": now})
-        token = secrets.token_urlsafe(32)  # RFC 8555 §8.1: ≥128 bits of entropy
-        for kind in _challenge_types(directory, identifier):
-            challenge_rows.append({"id": store.new_id(), "authorization_id": authz_id,
-                                   "type": kind, "token": token, "status": "pending",
-                                   "validated": None, "error": None, "attempts": 0,
-                                   "next_attempt_at": None, "lease_until": None, "detail": ""})
-    with service.gateway.db.begin() as connection:
-        _rate_limit(connection, directory, account.id, found, now)
-        store.fast_insert(connection, "order", [order])
-        store.fast_insert(connection, "authz", authz_rows)
-        store.fast_insert(connection, "challenge", challenge_rows)
-    authz_rows.sort(key=lambda a: str(a["identifier_value"]))
-    body = order_json(directory, _Row(order), [str(a["id"]) for a in authz_rows])
+    new = NewOrder(
+        account_id=account.id, profile=profile, directory=directory.profile,
+        identifiers=tuple(ids.identifier_json(i) for i in found), not_before=not_before,
+        not_after=not_after, expires=expires,
+        authorization_expires=min(now + service.server.authorization_lifetime, expires),
+        replaces=replaces, authorizations=tuple(
+            NewAuthorization(identifier.type.value, identifier.value.removeprefix("*."),
+                             identifier.value.startswith("*."),
+                             tuple(_challenge_types(directory, identifier)))
+            for identifier in found))
+    created = service.state.create_order(new, limits=_limits(directory, found, now), now=now)
+    if isinstance(created, LimitExceeded):
+        raise _rate_limited(directory, found, created)
+    order_id = created.order.id
+    body = order_json(directory, created.order, [a.id for a in created.authorizations])
     return Reply(body, 201, location=directory.url("order", order_id))
 
 
-class _Row:
-    """Attribute access to a dict, for rendering a row just inserted."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
-
-
-def _must_account(signed: Signed) -> AccountView:
+def _must_account(signed: Signed) -> Account:
     if signed.account is None:
         raise malformed("this request must be signed with the account key ('kid')")
     return signed.account
 
 
-def owned_order(session: Session, order_id: str, account: AccountView) -> AcmeOrderRow:
-    order = store.order(session, order_id)
+def owned_order(service: AcmeService, order_id: str, account: Account) -> Order:
+    """The order, if it exists and belongs to ``account``."""
+    order = service.state.order(order_id)
     if order is None:
         raise not_found("order")
-    if order.account_id != account.id:
-        raise unauthorized("the order belongs to another account")
+    check_owner(order.account_id, account, "order")
     return order
 
 
 def get_authz(service: AcmeService, directory: Directory, signed: Signed, authz_id: str) -> Reply:
     account = _must_account(signed)
     now = service.now()
-    if signed.jws.post_as_get:  # the poll: read-only, through Core
-        with service.gateway.db.begin() as connection:
-            row = store.fast_authorization(connection, authz_id)
-            if row is None:
-                raise not_found("authorization")
-            if row.account_id != account.id:
-                raise unauthorized("the authorization belongs to another account")
-            found = store.fast_challenges(connection, authz_id)
-        retry = 1 if any(c.status == "processing" for c in found) else None
-        return Reply(authz_json(directory, row, found, now), retry_after=retry)
-    with service.gateway.db.session() as session:
-        authz = store.authorization(session, authz_id)
-        if authz is None:
-            raise not_found("authorization")
-        if authz.account_id != account.id:
-            raise unauthorized("the authorization belongs to another account")
-        if not signed.jws.post_as_get:
-            payload = signed.jws.payload_json()
-            if payload.get("status") != "deactivated":
-                raise malformed("an authorization can only be updated to 'deactivated'")
-            if authz.status not in ("pending", "valid"):
-                raise unauthorized(f"the authorization is {authz.status}")
-            authz.status = "deactivated"  # RFC 8555 §7.5.2
-        challenges = store.challenges(session, authz.id)
-        body = authz_json(directory, authz, challenges, now)
-    retry = 1 if any(c.status == "processing" for c in challenges) else None
-    return Reply(body, retry_after=retry)
+    detail = service.state.authorization(authz_id)
+    if detail is None:
+        raise not_found("authorization")
+    check_owner(detail.authorization.account_id, account, "authorization")
+    if not signed.jws.post_as_get:
+        payload = signed.jws.payload_json()
+        if payload.get("status") != AuthorizationStatus.DEACTIVATED:
+            raise malformed("an authorization can only be updated to 'deactivated'")
+        if detail.authorization.status not in (AuthorizationStatus.PENDING,
+                                               AuthorizationStatus.VALID):
+            raise unauthorized(f"the authorization is {detail.authorization.status}")
+        deactivated = service.state.deactivate_authorization(authz_id)  # RFC 8555 §7.5.2
+        if deactivated is None:  # it changed state meanwhile
+            current = service.state.authorization(authz_id)
+            status = current.authorization.status if current else "gone"
+            raise unauthorized(f"the authorization is {status}")
+        detail = deactivated
+    retry = 1 if any(c.status is ChallengeStatus.PROCESSING for c in detail.challenges) else None
+    return Reply(authz_json(directory, detail, now), retry_after=retry)
 
 
 def get_order(service: AcmeService, directory: Directory, signed: Signed, order_id: str) -> Reply:
@@ -234,33 +209,26 @@ def get_order(service: AcmeService, directory: Directory, signed: Signed, order_
         raise malformed("an order is read with POST-as-GET (empty payload)")
     account = _must_account(signed)
     now = service.now()
-    with service.gateway.db.begin() as connection:
-        row = store.fast_order(connection, order_id)
-        if row is None:
-            raise not_found("order")
-        if row.account_id != account.id:
-            raise unauthorized("the order belongs to another account")
-        states = store.fast_authz_states(connection, order_id)
-    change = order_transition(row.status, row.expires, states, now)
+    state = service.state.order_state(order_id)
+    if state is None:
+        raise not_found("order")
+    check_owner(state.order.account_id, account, "order")
+    change = order_transition(state.order.status, state.order.expires, state.authorizations, now)
     if change is not None:
-        with service.gateway.db.begin() as connection:
-            store.fast_update(connection, "order", order_id, status=change[0], error=change[1],
-                              updated_at=now)
-            row = store.fast_order(connection, order_id)
-    body = order_json(directory, row, [a.id for a in states])
-    return Reply(body, retry_after=1 if row.status == "processing" else None)
+        state = service.state.apply_order_change(order_id, expected=state.order.status,
+                                                 change=change, now=now) or state
+    row = state.order
+    body = order_json(directory, row, [a.id for a in state.authorizations])
+    return Reply(body, retry_after=1 if row.status is OrderStatus.PROCESSING else None)
+
+
+# The orders an account's list shows (RFC 8555 §7.1.2.1): not the invalid ones.
+_LISTED = (OrderStatus.PENDING, OrderStatus.READY, OrderStatus.PROCESSING, OrderStatus.VALID)
 
 
 def list_orders(service: AcmeService, directory: Directory, signed: Signed, account_id: str) -> Reply:
     account = _must_account(signed)
     if account.id != account_id:
         raise unauthorized("the orders list belongs to another account")
-    from sqlalchemy import select
-
-    with service.gateway.db.session() as session:
-        rows = session.scalars(select(AcmeOrderRow.id).where(
-            AcmeOrderRow.account_id == account.id,
-            AcmeOrderRow.status.in_(("pending", "ready", "processing", "valid")))
-            .order_by(AcmeOrderRow.created_at).limit(1000))
-        urls = [directory.url("order", order_id) for order_id in rows]
-    return Reply({"orders": urls})
+    order_ids = service.state.account_order_ids(account.id, _LISTED, limit=1000)
+    return Reply({"orders": [directory.url("order", order_id) for order_id in order_ids]})

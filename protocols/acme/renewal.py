@@ -12,11 +12,9 @@ import datetime as dt
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy.orm import Session
 
-from gateway.store import certificates
-from gateway.store.certificates import CertificateStatus
-from gateway.store.tables import CertificateRow
+from gateway.services.acme import AcmeState
+from gateway.services.acme_model import AcmeCertificate
 from protocols.acme.jws import b64decode, b64encode
 from protocols.acme.problems import AcmeProblem, ProblemType, malformed, not_found, unauthorized
 from protocols.acme.resources import timestamp
@@ -31,7 +29,8 @@ def cert_id(cert: x509.Certificate) -> str:
     return f"{b64encode(aki.key_identifier or b'')}.{b64encode(raw)}"
 
 
-def lookup(session: Session, value: Any) -> CertificateRow:
+def lookup(state: AcmeState, value: Any) -> AcmeCertificate:
+    """The inventory certificate a CertID (RFC 9773 §4.1) names; 404 if none."""
     if not isinstance(value, str) or value.count(".") != 1:
         raise malformed("a CertID is base64url(AKI).base64url(serial)")
     aki_part, serial_part = value.split(".")
@@ -40,7 +39,7 @@ def lookup(session: Session, value: Any) -> CertificateRow:
     if not serial_bytes or not aki:
         raise malformed("the CertID has an empty part")
     serial = format(int.from_bytes(serial_bytes, "big"), "x")
-    row = certificates.get(session, serial)
+    row = state.certificate(serial)
     if row is None:
         raise not_found("certificate")
     cert = x509.load_der_x509_certificate(row.der)
@@ -53,7 +52,7 @@ def lookup(session: Session, value: Any) -> CertificateRow:
     return row
 
 
-def replaced_serial(session: Session, value: Any, account_id: str,
+def replaced_serial(state: AcmeState, value: Any, account_id: str,
                     profile: str) -> str | None:
     """Validate newOrder ``replaces`` (RFC 9773 §5): a certificate of this account,
     issued under the order's profile (a renewal never crosses profiles).
@@ -62,7 +61,7 @@ def replaced_serial(session: Session, value: Any, account_id: str,
     if value is None:
         return None
     try:
-        row = lookup(session, value)
+        row = lookup(state, value)
     except AcmeProblem as exc:
         if exc.status == 404:
             raise malformed("'replaces' names no certificate this CA issued") from None
@@ -77,10 +76,10 @@ def replaced_serial(session: Session, value: Any, account_id: str,
     return row.serial
 
 
-def renewal_info(session: Session, value: str, now: dt.datetime) -> dict[str, Any]:
-    row = lookup(session, value)
+def renewal_info(state: AcmeState, value: str, now: dt.datetime) -> dict[str, Any]:
+    row = lookup(state, value)
     lifetime = row.not_after - row.not_before
-    if row.status == CertificateStatus.REVOKED:
+    if row.revoked:
         start, end = now - dt.timedelta(days=1), now - dt.timedelta(hours=1)
     else:
         start = row.not_before + lifetime * 2 / 3

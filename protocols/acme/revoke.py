@@ -8,9 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.errors import ErrorKind, GatewayError
-from gateway.model import RevocationReason
-from gateway.store import certificates
-from gateway.store.certificates import CertificateStatus
+from gateway.model import Protocol, RevocationReason
 from protocols.acme import jws
 from protocols.acme.problems import AcmeProblem, ProblemType, from_gateway_error, malformed, unauthorized
 from protocols.acme.service import AcmeService, Directory, Reply, Signed
@@ -41,13 +39,12 @@ async def revoke_cert(service: AcmeService, directory: Directory, signed: Signed
         raise AcmeProblem(ProblemType.BAD_REVOCATION_REASON,
                           f"reason {reason.value} cannot be requested over ACME")
     serial = format(cert.serial_number, "x")
-    with service.gateway.db.session() as session:
-        row = certificates.get(session, serial)
-        if row is None or row.der != der:
-            raise AcmeProblem(ProblemType.MALFORMED, "this CA did not issue that certificate", 404)
-        if row.status == CertificateStatus.REVOKED:
-            raise AcmeProblem(ProblemType.ALREADY_REVOKED, "the certificate is already revoked")
-        owner = row.principal_id if row.protocol == "acme" else None
+    record = service.state.certificate(serial)
+    if record is None or record.der != der:
+        raise AcmeProblem(ProblemType.MALFORMED, "this CA did not issue that certificate", 404)
+    if record.revoked:
+        raise AcmeProblem(ProblemType.ALREADY_REVOKED, "the certificate is already revoked")
+    owner = record.principal_id if record.protocol == Protocol.ACME.value else None
     if signed.account is not None:
         if owner != signed.account.id:
             raise unauthorized("the account did not order this certificate")

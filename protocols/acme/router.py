@@ -191,8 +191,7 @@ def mount(app: FastAPI, gateway: Gateway) -> None:
     async def renewal_info(request: Request, profile: str, cert_id: str) -> Response:
         try:
             directory = service.directory(request, profile)
-            with gateway.db.session() as session:
-                body = renewal.renewal_info(session, cert_id, service.now())
+            body = renewal.renewal_info(service.state, cert_id, service.now())
         except AcmeProblem as problem:
             return _problem(problem, None, fresh_nonce())
         return _response(Reply(body, retry_after=renewal.RETRY_AFTER), directory.directory_url,

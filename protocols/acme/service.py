@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import Connection
 
 from gateway.config import ProfileConfig
 from gateway.protocol_settings.acme import AcmeProfileSettings, AcmeServerSettings
 from gateway.runtime import Gateway
-from gateway.store import acme as store
-from gateway.store.acme import AccountView
+from gateway.services.acme import AcmeState
+from gateway.services.acme_model import Account, AccountStatus
 from protocols.acme import jws
 from protocols.acme.problems import AcmeProblem, ProblemType, malformed, not_found, unauthorized
 
@@ -42,7 +41,7 @@ class Signed:
     """An authenticated request: its JWS and, for kid requests, the account."""
 
     jws: jws.ParsedJws
-    account: AccountView | None
+    account: Account | None
     nonce: str  # the fresh nonce for the reply
 
 
@@ -69,6 +68,7 @@ class Directory:
 class AcmeService:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.state: AcmeState = gateway.acme  # the only way to ACME state
         self.server: AcmeServerSettings = gateway.config.acme
 
     def now(self) -> dt.datetime:
@@ -85,9 +85,7 @@ class AcmeService:
         return Directory(profile, base, directory_url, config)
 
     def new_nonce(self) -> str:
-        with self.gateway.db.begin() as connection:
-            return store.fast_issue_nonce(connection, now=self.now(),
-                                          lifetime=self.server.nonce_lifetime)
+        return self.state.issue_nonce(now=self.now(), lifetime=self.server.nonce_lifetime)
 
     async def authenticate(self, request: Request, directory: Directory, *,
                            use_jwk: bool = False, either: bool = False) -> Signed:
@@ -101,33 +99,41 @@ class AcmeService:
         if parsed.url != str(request.url):
             raise unauthorized("the JWS 'url' does not match the request URL")
         now = self.now()
-        with self.gateway.db.begin() as connection:
-            account = None
-            if parsed.jwk is not None:
-                if not (use_jwk or either):
-                    raise malformed("this request must be signed with the account key ('kid')")
-                key = jws.load_jwk(parsed.jwk)
-            else:
-                if use_jwk:
-                    raise malformed("this request must carry the public key ('jwk')")
-                account = self._account_for_kid(connection, directory, str(parsed.kid))
-                key = jws.load_jwk(account.jwk)
-            jws.verify(parsed, key)
-            assert parsed.nonce is not None
-            if not store.fast_consume_nonce(connection, parsed.nonce, now=now):
-                raise AcmeProblem(ProblemType.BAD_NONCE, "the nonce is unknown, used or expired")
-            fresh = store.fast_issue_nonce(connection, now=now, lifetime=self.server.nonce_lifetime)
+        account = None
+        if parsed.jwk is not None:
+            if not (use_jwk or either):
+                raise malformed("this request must be signed with the account key ('kid')")
+            key = jws.load_jwk(parsed.jwk)
+        else:
+            if use_jwk:
+                raise malformed("this request must carry the public key ('jwk')")
+            account = self._account_for_kid(directory, str(parsed.kid))
+            key = jws.load_jwk(dict(account.jwk))
+        jws.verify(parsed, key)
+        assert parsed.nonce is not None
+        # Consumed only once everything else verified, as before: a refused request
+        # leaves its nonce usable.
+        fresh = self.state.exchange_nonce(parsed.nonce, now=now,
+                                          lifetime=self.server.nonce_lifetime)
+        if fresh is None:
+            raise AcmeProblem(ProblemType.BAD_NONCE, "the nonce is unknown, used or expired")
         return Signed(parsed, account, fresh)
 
-    @staticmethod
-    def _account_for_kid(connection: Connection, directory: Directory, kid: str) -> AccountView:
+    def _account_for_kid(self, directory: Directory, kid: str) -> Account:
         prefix = directory.url("acct", "")
         if not kid.startswith(prefix):
             raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST,
                               "the 'kid' is not an account URL of this directory", 400)
-        account = store.fast_account(connection, kid.removeprefix(prefix))
+        account = self.state.account(kid.removeprefix(prefix))
         if account is None or account.profile != directory.profile:
             raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no such account", 400)
-        if account.status != "valid":
+        if account.status is not AccountStatus.VALID:
             raise unauthorized(f"the account is {account.status}")
         return account
+
+
+def check_owner(owner_id: str, account: Account, what: str) -> None:
+    """RFC 8555 §7.4-§7.5: an account sees and changes only its own orders, authorizations
+    and challenges."""
+    if owner_id != account.id:
+        raise unauthorized(f"the {what} belongs to another account")

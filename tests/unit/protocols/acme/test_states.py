@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import pytest
 
+from gateway.services.acme_model import AuthorizationStatus, AuthorizationSummary, OrderStatus
 from protocols.acme.resources import order_transition
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(days=1)
 
 
-@dataclass
-class Authz:
-    status: str
-    identifier_type: str = "dns"
-    identifier_value: str = "a.test"
+def authz(status: str, identifier_type: str = "dns",
+          identifier_value: str = "a.test") -> AuthorizationSummary:
+    return AuthorizationSummary("z", AuthorizationStatus(status), identifier_type,
+                                identifier_value)
+
+
+def _authzs(*statuses: str) -> list[AuthorizationSummary]:
+    return [authz(s) for s in statuses]
 
 
 @pytest.mark.parametrize(("status", "authzs", "expected"), [
@@ -31,15 +34,16 @@ class Authz:
     ("invalid", ["invalid"], None),
 ])
 def test_transitions(status: str, authzs: list[str], expected: str | None) -> None:
-    change = order_transition(status, LATER, [Authz(s) for s in authzs], NOW)
-    assert (change[0] if change else None) == expected
+    change = order_transition(OrderStatus(status), LATER, _authzs(*authzs), NOW)
+    assert (change.status if change else None) == expected
 
 
 def test_failed_authorization_gives_subproblems() -> None:
-    change = order_transition("pending", LATER, [Authz("valid"),
-                                                 Authz("invalid", "ip", "127.0.0.1")], NOW)
+    change = order_transition(OrderStatus.PENDING, LATER,
+                              [authz("valid"),
+                               authz("invalid", "ip", "127.0.0.1")], NOW)
     assert change is not None
-    status, error = change
+    status, error = change.status, change.error
     assert status == "invalid" and error is not None
     assert error["subproblems"] == [{
         "type": "urn:ietf:params:acme:error:unauthorized", "detail": "authorization is invalid",
@@ -48,7 +52,16 @@ def test_failed_authorization_gives_subproblems() -> None:
 
 @pytest.mark.parametrize("status", ["pending", "ready"])
 def test_expired_orders_become_invalid(status: str) -> None:
-    change = order_transition(status, NOW - dt.timedelta(seconds=1), [Authz("pending")], NOW)
-    assert change is not None and change[0] == "invalid"
-    assert "expired" in (change[1] or {})["detail"]
-    assert order_transition("valid", NOW - dt.timedelta(days=9), [Authz("valid")], NOW) is None
+    change = order_transition(OrderStatus(status), NOW - dt.timedelta(seconds=1),
+                              _authzs("pending"), NOW)
+    assert change is not None and change.status == "invalid"
+    assert "expired" in (change.error or {})["detail"]
+    assert order_transition(OrderStatus.VALID, NOW - dt.timedelta(days=9),
+                            _authzs("valid"), NOW) is None
+
+
+def test_states_reject_unknown_names() -> None:
+    with pytest.raises(ValueError):
+        OrderStatus("done")
+    with pytest.raises(ValueError):
+        AuthorizationStatus("Valid")
