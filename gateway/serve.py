@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Generator
@@ -23,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from OpenSSL import SSL
 
 from gateway import logs
 from gateway.config import GatehouseConfig, config_path, load_config, resolve_path
-from gateway.tls_client import TlsHttpToolsProtocol, client_cert_anchor_paths, server_context
+from gateway.tls_client import client_cert_anchor_paths, server_context, tls_protocol
 
 log = logging.getLogger("gatehouse.serve")
 
@@ -59,7 +59,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def tls_context(config: GatehouseConfig, data_dir: Path) -> ssl.SSLContext:
+def tls_context(config: GatehouseConfig, data_dir: Path) -> SSL.Context:
     """TLS 1.2+, the server certificate, and optional client certificates that the
     application validates (gateway.tls_client)."""
     return server_context(resolve_path(data_dir, config.server.tls.cert),
@@ -70,9 +70,10 @@ def tls_context(config: GatehouseConfig, data_dir: Path) -> ssl.SSLContext:
 def _uvicorn_config(app: Any, *, tls: bool, config: GatehouseConfig, data_dir: Path) -> uvicorn.Config:
     kwargs: dict[str, Any] = {}
     if tls:
-        context = tls_context(config, data_dir)
-        kwargs["ssl_context_factory"] = lambda _config, _default: context
-        kwargs["http"] = TlsHttpToolsProtocol
+        # TLS is terminated by the protocol (gateway.tls_client), not by uvicorn: uvicorn
+        # sees a plain listener; websockets are off (the upgrade would bypass the TLS layer).
+        kwargs["http"] = tls_protocol(tls_context(config, data_dir))
+        kwargs["ws"] = "none"
     return uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                           server_header=False, proxy_headers=False, timeout_keep_alive=30,
                           **kwargs)
