@@ -1,4 +1,5 @@
-"""Repository functions for ACME state.  They never commit: the caller's session does."""
+"""Repository functions for ACME state.  They never commit: the ACME state port
+(gateway.services.acme) owns each transaction."""
 
 from __future__ import annotations
 
@@ -24,10 +25,6 @@ def new_id() -> str:
 
 
 # -- nonces (RFC 8555 §6.5) -------------------------------------------------------------
-
-
-
-
 
 
 def purge_nonces(session: Session, *, now: dt.datetime) -> int:
@@ -61,12 +58,6 @@ def add_account(session: Session, *, profile: str, thumbprint: str, jwk: dict[st
 # -- orders, authorizations, challenges -------------------------------------------------
 
 
-def order(session: Session, order_id: str) -> AcmeOrderRow | None:
-    return session.get(AcmeOrderRow, order_id)
-
-
-
-
 def order_ids(session: Session, account_id: str, statuses: list[str], *, limit: int) -> list[str]:
     return list(session.scalars(select(AcmeOrderRow.id).where(
         AcmeOrderRow.account_id == account_id, AcmeOrderRow.status.in_(statuses))
@@ -82,26 +73,6 @@ def count_identifier_since(session: Session | Connection, value: str, since: dt.
     return int(session.scalar(select(func.count()).select_from(AcmeAuthorizationRow).where(
         AcmeAuthorizationRow.identifier_value == value,
         AcmeAuthorizationRow.created_at >= since)) or 0)
-
-
-def authorizations(session: Session, order_id: str) -> list[AcmeAuthorizationRow]:
-    return list(session.scalars(select(AcmeAuthorizationRow).where(
-        AcmeAuthorizationRow.order_id == order_id).order_by(AcmeAuthorizationRow.identifier_value)))
-
-
-def authorization(session: Session, authz_id: str) -> AcmeAuthorizationRow | None:
-    return session.get(AcmeAuthorizationRow, authz_id)
-
-
-def challenges(session: Session, authz_id: str) -> list[AcmeChallengeRow]:
-    return list(session.scalars(select(AcmeChallengeRow).where(
-        AcmeChallengeRow.authorization_id == authz_id).order_by(AcmeChallengeRow.type)))
-
-
-def challenge(session: Session, challenge_id: str) -> AcmeChallengeRow | None:
-    return session.get(AcmeChallengeRow, challenge_id)
-
-
 
 
 def due_challenges(session: Session, *, now: dt.datetime, limit: int = 20) -> list[str]:
