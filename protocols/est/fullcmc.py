@@ -31,9 +31,9 @@ from gateway.errors import ErrorKind, GatewayError, client_detail
 from gateway.model import Operation, Principal, RequestState, RevocationReason
 from gateway.revocation.service import holder_may_revoke
 from gateway.store import certificates
+from protocols import cms
 from protocols.est import cmc
 from protocols.est.auth import Credentials, cert_principal
-from protocols.est.cmssig import SignedContent, open_signed
 from protocols.est.enroll import Call, Enroller, Reply, load_csr
 from protocols.est.errors import cmc_fail_info
 from protocols.est.wire import CMC_RESPONSE, PKCS7, b64, decode_body, require_media_type
@@ -109,7 +109,7 @@ def _parse(der: bytes, client_cert: x509.Certificate | None,
         candidates = _request_keys(der)
         if client_cert is not None:
             candidates.append(client_cert.public_key())
-        content: SignedContent = open_signed(der, candidates)
+        content = _open_signed(der, candidates)
         if content.content_type != cmc.OID_PKI_DATA:
             raise GatewayError(ErrorKind.MALFORMED, "the SignedData does not carry PKIData")
         pki_data: cmc.PKIData = cmc.PKIData.load(content.content, strict=True)
@@ -127,6 +127,24 @@ def _parse(der: bytes, client_cert: x509.Certificate | None,
                       cmc.CMCFailInfo.BAD_REQUEST)
         return None
     return pki_data
+
+
+_MAX_SIGNERS = 16  # a request is signed by a key or two; more is an attack on our CPU
+
+
+def _open_signed(der: bytes, candidate_keys: list[Any]) -> cms.Verified:
+    """The CMC request's SignedData, every signer verified by the one CMS verifier: signers
+    named by key id may be a requested key or the TLS client certificate (RFC 5272
+    §3.2.1.2); MALFORMED when unreadable, BAD_SIGNATURE when a signature is refused."""
+    try:
+        info = cms.load_content_info(der, "signed_data")
+        return cms.verify_signed_data(info["content"], allowed_digests=cms.DIGESTS,
+                                      candidate_keys=candidate_keys, max_signers=_MAX_SIGNERS)
+    except cms.CmsMalformed as exc:
+        raise GatewayError(ErrorKind.MALFORMED, f"the CMC request: {exc.detail}") from exc
+    except cms.CmsError as exc:
+        raise GatewayError(ErrorKind.BAD_SIGNATURE,
+                           f"the CMC request's signature is refused: {exc.detail}") from exc
 
 
 def _request_keys(der: bytes) -> list[Any]:

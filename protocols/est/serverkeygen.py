@@ -26,9 +26,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from gateway.errors import ErrorKind, GatewayError
 from gateway.model import Operation, RequestState
+from protocols.cms import certs_only
 from protocols.est.enroll import Call, Enroller, Reply
 from protocols.est.envelope import OID_KEY_PACKAGE, envelope_for, envelope_for_kek, key_package
-from protocols.est.wire import CERTS_ONLY, PKCS8, SERVER_KEY, certs_only_der, multipart
+from protocols.est.wire import CERTS_ONLY, PKCS8, SERVER_KEY, multipart
 
 OID_DECRYPT_KEY_ID = "1.2.840.113549.1.9.16.2.37"  # RFC 4108 id-aa-decryptKeyID
 OID_ASYMM_DECRYPT_KEY_ID = "1.2.840.113549.1.9.16.2.54"  # RFC 7030 §4.4.1.2
@@ -129,7 +130,7 @@ async def serverkeygen(enroller: Enroller, call: Call) -> Reply:
             enveloped = envelope_for_kek(kek[0], kek[1], signed)
         key_part = (SERVER_KEY, enveloped)
     content_type, body = multipart([key_part,
-                                    (CERTS_ONLY, certs_only_der([result.certificate.der]))])
+                                    (CERTS_ONLY, certs_only([result.certificate.der]))])
     return 200, [(b"content-type", content_type.encode())], body
 
 

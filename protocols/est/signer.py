@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from asn1crypto import cms as asn1_cms
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from gateway.config import resolve_path
+from gateway.errors import ErrorKind, GatewayError
 from gateway.runtime import Gateway
-from protocols.est.cmssig import sign
+from protocols import cms
 
 
 class ServerSigner:
@@ -21,11 +23,22 @@ class ServerSigner:
             resolve_path(gateway.data_dir, tls.cert).read_bytes())
         self._clock = gateway.clock
         self.cert = chain[0]
+        self._cert_der = self.cert.public_bytes(Encoding.DER)
         self.chain = [c.public_bytes(Encoding.DER) for c in chain[1:]]
         self._key: Any = load_pem_private_key(
             resolve_path(gateway.data_dir, tls.key).read_bytes(), None)
 
     def sign(self, content_type: str, content: bytes, certificates: list[bytes]) -> bytes:
-        """ContentInfo(SignedData) over ``content``, with the signer's chain included."""
-        return sign(content_type, content, self.cert, self._key,
-                    [*certificates, *self.chain], self._clock.now())
+        """ContentInfo(SignedData) over ``content`` (SHA-256, a signingTime attribute),
+        with the signer's chain included."""
+        signing_time = asn1_cms.CMSAttribute({
+            "type": "signing_time",
+            "values": [asn1_cms.Time(name="utc_time", value=self._clock.now())]})
+        try:
+            return cms.sign(content, signer_der=self._cert_der, signer_key=self._key,
+                            digest="sha256", attributes=[signing_time],
+                            certificates_der=[*certificates, *self.chain],
+                            content_type=content_type)
+        except cms.CmsUnsupportedAlgorithm as exc:
+            raise GatewayError(ErrorKind.INTERNAL,
+                               "the response signing key is not EC or RSA") from exc

@@ -1,4 +1,5 @@
-"""EST message encodings: base64 bodies, media types, certs-only and multipart answers.
+"""EST message encodings: base64 bodies, media types, multipart answers (CMS itself is
+protocols.cms).
 
 RFC 7030 §4 (as clarified by RFC 8951 §3): request and response bodies are base64 of
 DER, with or without line breaks, with or without ``Content-Transfer-Encoding: base64``.
@@ -12,6 +13,7 @@ import secrets
 from collections.abc import Iterable
 
 from gateway.errors import ErrorKind, GatewayError
+from protocols.cms import certs_only
 
 PKCS10 = "application/pkcs10"
 PKCS7 = "application/pkcs7-mime"
@@ -67,37 +69,9 @@ def b64(der: bytes) -> bytes:
     return b"\n".join(text[i:i + 64] for i in range(0, len(text), 64)) + b"\n"
 
 
-def _der_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(octets)]) + octets
-
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(value)) + value
-
-
-_OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")
-_OID_DATA = bytes.fromhex("06092a864886f70d010701")
-
-
-def certs_only_der(ders: Iterable[bytes]) -> bytes:
-    """Certs-only SignedData (RFC 5652 §5, RFC 7030 §4.1.3), encoded directly.
-
-    The same DER as protocols.cms.certs_only (which builds it through asn1crypto) at a
-    fraction of the cost, for the enrollment hot path: version 1, no digest algorithms,
-    id-data without content, the certificates as a DER SET OF (sorted encodings), no
-    signers.
-    """
-    certificates = b"".join(sorted(ders))
-    signed_data = _tlv(0x30, b"\x02\x01\x01" + b"\x31\x00" + _tlv(0x30, _OID_DATA)
-                       + _tlv(0xA0, certificates) + b"\x31\x00")
-    return _tlv(0x30, _OID_SIGNED_DATA + _tlv(0xA0, signed_data))
-
-
 def certs_only_b64(ders: Iterable[bytes]) -> bytes:
-    return b64(certs_only_der(ders))
+    """The certs-only answer (RFC 7030 §4.1.3), base64: protocols.cms.certs_only's DER."""
+    return b64(certs_only(ders))
 
 
 def multipart(parts: list[tuple[str, bytes]]) -> tuple[str, bytes]:

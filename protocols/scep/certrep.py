@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from gateway.ra import RaIdentity
 from protocols import cms as cmslib
-from protocols.scep.envelope import envelope
 from protocols.scep.message import Header
 from protocols.scep.vocabulary import (
     OID_FAIL_INFO,
@@ -42,8 +41,8 @@ class ReplyAlgorithms:
 
 def success(header: Header, ra: RaIdentity, algorithms: ReplyAlgorithms, *, recipient_der: bytes,
             certificates_der: tuple[bytes, ...] = (), crl_der: bytes | None = None) -> bytes:
-    inner = cmslib.degenerate(certificates_der, (crl_der,) if crl_der else ())
-    enveloped = envelope(inner, [recipient_der], cipher=algorithms.cipher)
+    inner = cmslib.certs_only(certificates_der, (crl_der,) if crl_der else ())
+    enveloped = cmslib.envelope(inner, [recipient_der], cipher=algorithms.cipher)
     return _cert_rep(header, ra, algorithms, PkiStatus.SUCCESS, content=enveloped)
 
 
@@ -59,7 +58,7 @@ def failure(header: Header, ra: RaIdentity, algorithms: ReplyAlgorithms, fail_in
 
 def next_ca(ra: RaIdentity, certificates_der: tuple[bytes, ...]) -> bytes:
     """GetNextCACert (RFC 8894 §4.7.1): the degenerate chain, signed by the current RA."""
-    return cmslib.sign(cmslib.degenerate(certificates_der), signer_der=ra.der,
+    return cmslib.sign(cmslib.certs_only(certificates_der), signer_der=ra.der,
                        signer_key=ra.key, digest="sha256", attributes=(),
                        certificates_der=ra.extra_der)
 

@@ -10,6 +10,8 @@ FAILURE carries.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from asn1crypto import cms, core
@@ -18,7 +20,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from protocols import cms as cmslib
-from protocols.scep import envelope
 from protocols.scep.errors import ScepFailure, Unreadable
 from protocols.scep.vocabulary import (
     OID_MESSAGE_TYPE,
@@ -91,32 +92,37 @@ def read_header(der: bytes) -> tuple[Header, cms.SignedData]:
 def verify(header: Header, signed: cms.SignedData, *, allowed_digests: frozenset[str]
            ) -> PkiMessage:
     """Check the signature (RFC 8894 §3.2.2); ScepFailure badAlg / badMessageCheck."""
-    try:
-        result = cmslib.verify_signed_data(signed, allowed_digests=allowed_digests)
-        signing_time = _time(result.attributes.get(OID_SIGNING_TIME, []))
-    except cmslib.CmsUnsupportedAlgorithm as exc:
-        raise ScepFailure(FailInfo.BAD_ALG, exc.detail) from exc
-    except cmslib.CmsError as exc:
-        raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, exc.detail) from exc
-    except _PARSE_ERRORS as exc:
-        raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the signature cannot be checked") from exc
-    return PkiMessage(header, result.certificate, result.certificate_der, result.digest,
-                      signing_time, result.content)
+    with _cms_failures("the signature cannot be checked"):
+        verified = cmslib.verify_signed_data(signed, allowed_digests=allowed_digests)
+        signer = verified.signers[0]
+        signing_time = _time(signer.attributes.get(OID_SIGNING_TIME, []))
+    if signer.certificate is None or signer.certificate_der is None:  # no candidate keys
+        raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the signer's certificate is missing")
+    return PkiMessage(header, signer.certificate, signer.certificate_der, signer.digest,
+                      signing_time, verified.content)
 
 
 def open_envelope(message: PkiMessage, *, ra_der: bytes, ra_key: rsa.RSAPrivateKey,
-                  allowed_ciphers: frozenset[str]) -> envelope.Opened:
+                  allowed_ciphers: frozenset[str]) -> cmslib.Opened:
     """Decrypt the pkcsPKIEnvelope addressed to our RA (RFC 8894 §3.2.2)."""
-    try:
+    with _cms_failures("the envelope cannot be read"):
         info = cmslib.load_content_info(message.envelope_der, "enveloped_data")
-        return envelope.open_envelope(info["content"], certificate_der=ra_der, key=ra_key,
+        return cmslib.open_envelope(info["content"], certificate_der=ra_der, key=ra_key,
                                     allowed_ciphers=allowed_ciphers)
+
+
+@contextmanager
+def _cms_failures(unreadable: str) -> Iterator[None]:
+    """The one mapping of CMS failures to SCEP failInfo: badAlg for an algorithm we do not
+    (or may not) use, badMessageCheck for the rest (RFC 8894 §3.3.2.2)."""
+    try:
+        yield
     except cmslib.CmsUnsupportedAlgorithm as exc:
         raise ScepFailure(FailInfo.BAD_ALG, exc.detail) from exc
     except cmslib.CmsError as exc:
         raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, exc.detail) from exc
     except _PARSE_ERRORS as exc:
-        raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the envelope cannot be read") from exc
+        raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, unreadable) from exc
 
 
 def issuer_and_subject(content: bytes) -> IssuerAndSubject:

@@ -106,7 +106,11 @@ class ScepFrontEnd:
         return self._gateway.backends.get(endpoint.profile.backend)
 
     async def _ca_cert(self, endpoint: Endpoint) -> bytes:
-        """RA certificate, then the issuing chain (RFC 8894 §4.2.1.2); cached per chain."""
+        """The RA certificate(s) and the issuing chain (RFC 8894 §4.2.1.2); cached per chain.
+
+        One certs-only bag, in DER SET OF order (not RA first): clients find the RA by
+        its properties or fingerprint (protocols.cms.certs_only).
+        """
         chain = await self._gateway.backends.get(endpoint.profile.backend).ca_chain()
         ders = tuple(c.public_bytes(Encoding.DER) for c in chain)
         if endpoint.profile.scep.issuing_ca_only:

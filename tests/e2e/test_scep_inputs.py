@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from protocols import cms as cmslib
-from protocols.scep.envelope import envelope as envelope_for
 from protocols.scep.vocabulary import (
     OID_MESSAGE_TYPE,
     OID_SENDER_NONCE,
@@ -114,7 +113,7 @@ def test_bad_signature_is_bad_message_check(gh: tuple[GatehouseServer, list[dict
 def test_unknown_cipher_is_bad_alg(gh: tuple[GatehouseServer, list[dict]]) -> None:
     server = gh[0]
     client = _client(server)
-    envelope = envelope_for(csr_with_challenge(client.key, "c", "x"), [client.ra_der],
+    envelope = cmslib.envelope(csr_with_challenge(client.key, "c", "x"), [client.ra_der],
                                cipher="aes128_cbc")
     aes128_cbc = bytes.fromhex("0609608648016503040102")
     aes128_ofb = bytes.fromhex("0609608648016503040103")  # same length: structure stays valid
@@ -200,7 +199,8 @@ def test_get_next_ca_cert_after_a_rollover(gh: tuple[GatehouseServer, list[dict]
     assert status == 200 and ctype == "application/x-x509-next-ca-cert"
     signed = cmslib.load_content_info(body, "signed_data")["content"]
     result = cmslib.verify_signed_data(signed, allowed_digests={"sha256"})
-    assert "SCEP RA" in result.certificate.subject.rfc4514_string()
+    signer = result.signers[0].certificate
+    assert signer is not None and "SCEP RA" in signer.subject.rfc4514_string()
     inner = cmslib.load_content_info(result.content, "signed_data")["content"]
     subjects = [c.chosen.subject.native["common_name"] for c in inner["certificates"]]
     assert "Gatehouse Issuing CA 2" in subjects

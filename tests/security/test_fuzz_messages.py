@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 
 from protocols import cms as cmslib
 from protocols.est import cmc
-from protocols.scep.envelope import envelope
 from protocols.scep.vocabulary import (
     OID_MESSAGE_TYPE,
     OID_SENDER_NONCE,
@@ -219,7 +218,7 @@ def test_scep_mutated_messages(app: Harness, data: st.DataObject, where: str) ->
     elif where == "csr":
         message = client.pkcs_req(mutate(data, csr))
     else:
-        inner = envelope(csr, [client.ra_der], cipher="aes128_cbc")
+        inner = cmslib.envelope(csr, [client.ra_der], cipher="aes128_cbc")
         message_type = MessageType.PKCS_REQ.value
         transaction_id = client.transaction_id
         nonce = b"\x01" * 16

@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.errors import ErrorKind, GatewayError
-from protocols.est import cmc, cmssig
+from protocols import cms as cmslib
+from protocols.est import cmc
+from protocols.est.fullcmc import _open_signed
 from tests.support.est import TestCa
 from tests.support.pki import csr_der, make_csr
 
@@ -95,17 +97,17 @@ def _signed_by_ski(content: bytes, key: ec.EllipticCurvePrivateKey, *,
 def test_open_signed_verifies_signers_named_by_key_id() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     content = b"\x30\x00"
-    opened = cmssig.open_signed(_signed_by_ski(content, key), [key.public_key()])
+    opened = _open_signed(_signed_by_ski(content, key), [key.public_key()])
     assert opened.content == content and opened.content_type == cmc.OID_PKI_DATA
     other = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(GatewayError) as caught:
-        cmssig.open_signed(_signed_by_ski(content, key), [other.public_key()])
+        _open_signed(_signed_by_ski(content, key), [other.public_key()])
     assert caught.value.kind is ErrorKind.BAD_SIGNATURE
     with pytest.raises(GatewayError) as caught:
-        cmssig.open_signed(_signed_by_ski(content, key, digest=b"\x00" * 32), [key.public_key()])
+        _open_signed(_signed_by_ski(content, key, digest=b"\x00" * 32), [key.public_key()])
     assert "digest" in caught.value.detail
     with pytest.raises(GatewayError) as caught:
-        cmssig.open_signed(b"\x30\x03\x02\x01\x00", [])
+        _open_signed(b"\x30\x03\x02\x01\x00", [])
     assert caught.value.kind is ErrorKind.MALFORMED
 
 
@@ -113,8 +115,8 @@ def test_sign_produces_a_verifiable_response() -> None:
     ca = TestCa.create("Signer CA")
     cert, key = ca.issue("gateway.example.test")
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    der = cmssig.sign(cmc.OID_PKI_RESPONSE, b"\x30\x00", cert, key, [],
-                      dt.datetime.now(dt.UTC))
-    opened = cmssig.open_signed(der, [])  # the signer certificate travels inside
+    der = cmslib.sign(b"\x30\x00", signer_der=cert.public_bytes(Encoding.DER), signer_key=key,
+                      digest="sha256", attributes=(), content_type=cmc.OID_PKI_RESPONSE)
+    opened = _open_signed(der, [])  # the signer certificate travels inside
     assert opened.content_type == cmc.OID_PKI_RESPONSE and opened.content == b"\x30\x00"
-    assert opened.signer_keys[0] == cert.public_key()
+    assert opened.signers[0].public_key == cert.public_key()

@@ -20,8 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from protocols import cms as cmslib
-from protocols.scep.envelope import envelope as envelope_for
-from protocols.scep.envelope import open_envelope
 from protocols.scep.message import IssuerAndSubject
 from protocols.scep.vocabulary import (
     OID_FAIL_INFO,
@@ -98,7 +96,7 @@ class Client:
                 extra: tuple[cms.CMSAttribute, ...] = (), recipients: tuple[bytes, ...] | None = None
                 ) -> bytes:
         self.last_nonce = os.urandom(16)
-        envelope = envelope_for(inner, list(recipients or (self.ra_der,)), cipher=self.cipher)
+        envelope = cmslib.envelope(inner, list(recipients or (self.ra_der,)), cipher=self.cipher)
         attributes = [
             cmslib.attribute(OID_TRANSACTION_ID, core.PrintableString(self.transaction_id)),
             cmslib.attribute(OID_MESSAGE_TYPE, core.PrintableString(message_type.value)),
@@ -134,7 +132,8 @@ class Client:
         info = cmslib.load_content_info(der, "signed_data")
         signed = info["content"]
         result = cmslib.verify_signed_data(signed, allowed_digests=cmslib.DIGESTS)
-        attrs = result.attributes
+        signer = result.signers[0]
+        attrs = signer.attributes
 
         def text(oid: str) -> str | None:
             values = attrs.get(oid)
@@ -152,13 +151,13 @@ class Client:
                       fail_text=text(OID_FAIL_INFO_TEXT),
                       transaction_id=text(OID_TRANSACTION_ID) or "",
                       recipient_nonce=octets(OID_RECIPIENT_NONCE),
-                      sender_nonce=octets(OID_SENDER_NONCE), digest=result.digest,
-                      signer=result.certificate)
+                      sender_nonce=octets(OID_SENDER_NONCE), digest=signer.digest,
+                      signer=signer.certificate)
         assert text(OID_MESSAGE_TYPE) == MessageType.CERT_REP.value
         if reply.status == "0":
             if isinstance(self.key, rsa.RSAPrivateKey):
                 envelope = cmslib.load_content_info(result.content, "enveloped_data")["content"]
-                opened = open_envelope(envelope, certificate_der=self.signer_der,
+                opened = cmslib.open_envelope(envelope, certificate_der=self.signer_der,
                                        key=self.key, allowed_ciphers=cmslib.CIPHERS)
                 reply.cipher, plain = opened.cipher, opened.content
             else:
