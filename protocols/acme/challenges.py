@@ -63,7 +63,7 @@ def respond(service: AcmeService, validator: Validator, directory: Directory, si
     up = directory.url("authz", authz.id)
     if start:
         validator.kick(challenge_id)
-    retry = 1 if body["status"] == "processing" else None  # lego polls after Retry-After
+    retry = 1 if challenge.status is ChallengeStatus.PROCESSING else None  # lego polls after Retry-After
     return Reply(body, links=[f'<{up}>;rel="up"'], retry_after=retry)
 
 

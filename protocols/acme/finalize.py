@@ -133,7 +133,8 @@ def _order_reply(service: AcmeService, directory: Directory, order_id: str,
     if state is None:
         raise not_found("order")
     body = order_json(directory, state.order, [a.id for a in state.authorizations])
-    retry = None if body["status"] == "valid" else max(1, min(result.retry_after or 1, 3600))
+    retry = (None if state.order.status is OrderStatus.VALID
+             else max(1, min(result.retry_after or 1, 3600)))
     return Reply(body, location=directory.url("order", order_id), retry_after=retry)
 
 
