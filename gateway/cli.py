@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules that add commands: each has ``register(subparsers, add)`` where
 # ``add(name, handler, help, parent=subparsers)`` returns a parser with --data-dir.
 CLI_EXTENSIONS = ("gateway.cli_est", "gateway.cli_scep", "gateway.cli_acme",
-                  "gateway.cli_admin")
+                  "gateway.cli_admin", "gateway.cli_system")
 
 
 def _principal_kinds() -> list[Any]:

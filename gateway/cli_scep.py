@@ -52,19 +52,29 @@ def cmd_challenge_hash(args: argparse.Namespace) -> int:
 
 
 def cmd_scep_ra(args: argparse.Namespace) -> int:
-    """Print the RA certificate's SHA-256 fingerprint (scepclient -ca-fingerprint) or PEM."""
+    """Print the RA certificate's SHA-256 fingerprint (scepclient -ca-fingerprint) or PEM;
+    ``scep ra renew [PROFILE]`` issues a new RA key and certificate through the pipeline."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from gateway.cli import CliError
     from gateway.config import config_path, load_config
-    from gateway.ra import ensure_ra
+    from gateway.ra import ensure_ra, renew_ra
 
+    words = list(args.words)
+    renew = bool(words) and words[0] == "renew"
+    if renew:
+        words.pop(0)
+    if len(words) > 1:
+        raise CliError("usage: gatehouse scep ra [renew] [PROFILE]")
     data_dir = data_dir_from(args.data_dir)
     config = load_config(config_path(data_dir))
-    name = args.profile or config.default_profile
+    name = words[0] if words else config.default_profile
     if name not in config.profiles or not config.profiles[name].scep.enabled:
         raise CliError(f"profile {name!r} does not serve SCEP")
-    ra = ensure_ra(config, data_dir, name)
+    ra = renew_ra(config, data_dir, name) if renew else ensure_ra(config, data_dir, name)
+    if renew:
+        sys.stderr.write(f"new RA certificate, serial {ra.certificate.serial_number:x}; "
+                         "restart the server to use it\n")
     if args.pem:
         sys.stdout.write(ra.certificate.public_bytes(Encoding.PEM).decode())
     else:
@@ -86,6 +96,7 @@ def register(sub: Any, add: Any) -> None:
     add("hash", cmd_challenge_hash, "hash a static challenge read from stdin", challenge)
     scep = sub.add_parser("scep", help="SCEP service").add_subparsers(
         dest="scep_command", required=True)
-    p = add("ra", cmd_scep_ra, "print the RA certificate's SHA-256 fingerprint", scep)
-    p.add_argument("profile", nargs="?")
+    p = add("ra", cmd_scep_ra, "print the RA certificate's SHA-256 fingerprint; "
+                               "'ra renew [PROFILE]' issues a new RA", scep)
+    p.add_argument("words", nargs="*", metavar="[renew] [PROFILE]")
     p.add_argument("--pem", action="store_true", help="print the certificate in PEM instead")

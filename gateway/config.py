@@ -296,6 +296,8 @@ class GatehouseConfig(_Model):
         for name, profile in self.profiles.items():
             if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
                 raise ValueError(f"profile name {name!r}: use letters, digits, '-' and '_'")
+            if name.startswith("_system"):  # gateway.system_profiles: built-in, reserved
+                raise ValueError(f"profile name {name!r}: the prefix '_system' is reserved")
             for ref in (profile.backend, profile.fallback_backend):
                 if ref is not None and ref not in self.backends:
                     raise ValueError(f"profile {name!r} names unknown backend {ref!r}")

@@ -33,6 +33,7 @@ from gateway.model import (
     PrincipalKind,
     Protocol,
 )
+from gateway.system_profiles import is_system_profile, is_system_request
 
 _EKU_NAMES = {
     "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
@@ -252,7 +253,9 @@ class PolicyEngine:
         explanation = Explanation(Decision(Outcome.DENIED, "", request.profile))
         profile = self._profiles.get(request.profile)
         try:
-            if profile is None:
+            if profile is None or (is_system_profile(request.profile)
+                                   and not is_system_request(request)):
+                # The built-in profiles exist for Gatehouse's own certificates only.
                 raise Denied(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {request.profile!r}")
             explanation.decision = self._decide(request, profile, facts, explanation.checks)
         except Denied as denial:

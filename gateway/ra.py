@@ -6,9 +6,12 @@ profile has its own RA, so SCEP works in front of any backend (internal CA, Vaul
 
 Where it lives: ``<data>/scep/<profile>/ra.key`` and ``ra.pem``, created at ``gatehouse
 init``/``up`` (and lazily at start when missing) with an RSA-2048 key (RSA because SCEP
-clients encrypt to it with RSA key transport) and a certificate from the first internal
-CA (keyUsage digitalSignature + keyEncipherment).  Or imported: ``scep.ra_cert`` and
-``scep.ra_key`` name PEM files.
+clients encrypt to it with RSA key transport) and a certificate issued through the
+pipeline on the built-in ``_system-ra`` profile (gateway.system_profiles: the profile's
+internal CA, else the first; keyUsage digitalSignature + keyEncipherment, no EKU), so it
+is in the inventory, audited and revocable; ``gatehouse scep ra renew PROFILE`` replaces
+it.  An RA made by a version before issue #11 is kept (not imported into the inventory)
+until it is renewed.  Or imported: ``scep.ra_cert`` and ``scep.ra_key`` name PEM files.
 
 Decision: the RA key is stored as *unencrypted* PKCS #8 with mode 0600, like the TLS
 server key: every worker loads it unattended at every start, it can sign no certificate,
@@ -32,15 +35,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from ca_backends.base import BackendContext
-from ca_backends.internal import InternalCaConfig, build_internal_ca
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatehouseConfig, ProfileConfig, resolve_path
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
+from gateway.model import IssuedCertificate
+from gateway.runtime import Gateway
+from gateway.system_certs import (
+    issue_system_certificate,
+    key_pem,
+    run_with_gateway,
+    serial_of,
+    write_private,
+)
+from gateway.system_profiles import ra_issuer, ra_profile_name
 
-RA_VALIDITY = dt.timedelta(days=730)
 RA_RENEW_BEFORE = dt.timedelta(days=30)
-_BACKDATE = dt.timedelta(minutes=5)
 _PEM = serialization.Encoding.PEM
 _DER = serialization.Encoding.DER
 log = logging.getLogger("gatehouse.scep")
@@ -137,43 +146,44 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def renew_ra(config: GatehouseConfig, data_dir: Path, profile_name: str, *,
+             clock: Clock | None = None) -> RaIdentity:
+    """A fresh RA key and certificate for a profile, replacing the current generated one
+    (``gatehouse scep ra renew``); an imported RA is the operator's to replace."""
+    profile = config.profiles[profile_name]
+    if profile.scep.ra_cert:
+        raise ConfigError(f"profile {profile_name!r} uses an imported RA (scep.ra_cert): "
+                          "replace its files instead")
+    key_path, cert_path = ra_paths(data_dir, profile_name, profile)
+    with _locked(data_dir / "scep"):
+        _issue(config, data_dir, profile_name, key_path, cert_path, clock or SystemClock())
+        return load_ra(key_path, cert_path)
+
+
 def _issue(config: GatehouseConfig, data_dir: Path, profile_name: str, key_path: Path,
            cert_path: Path, clock: Clock) -> None:
-    profile = config.profiles[profile_name]
-    names = [profile.backend, *config.backends]
-    entry_name = next((n for n in names if isinstance(config.backends.get(n), InternalCaConfig)),
-                      None)
-    if entry_name is None:
+    """Issue through the pipeline on the built-in RA profile (gateway.system_profiles)."""
+    backend = ra_issuer(config, profile_name)
+    if backend is None:
         raise NoRaIssuer(f"profile {profile_name!r} serves SCEP but no internal CA can issue "
                           "its RA certificate: set scep.ra_cert and scep.ra_key")
-    entry = config.backends[entry_name]
-    assert isinstance(entry, InternalCaConfig)
-    context = BackendContext(data_dir=str(data_dir), public_http_url=config.public_http_url(),
-                             clock=clock)
-    ca = build_internal_ca(entry_name, entry, context)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    not_before = clock.now() - _BACKDATE
     subject = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Gatehouse"),
         x509.NameAttribute(NameOID.COMMON_NAME, f"Gatehouse SCEP RA ({profile_name})"[:64]),
     ])
-    issued = ca.sign_certificate(key.public_key(), subject=subject, sans=(),
-                                 not_before=not_before, not_after=not_before + RA_VALIDITY,
-                                 key_usage={"digital_signature", "key_encipherment"})
-    key_pem = key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    cert_pem = x509.load_der_x509_certificate(issued.der).public_bytes(_PEM)
-    key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write(key_path, key_pem, 0o600)
-    _write(cert_path, cert_pem, 0o600)  # public, but the data dir is owner-only (rule 8)
+    replaces = serial_of(cert_path)
+
+    async def issue(gateway: Gateway) -> IssuedCertificate:
+        return await issue_system_certificate(gateway, ra_profile_name(config, backend), key,
+                                              subject, replaces=replaces)
+
+    try:
+        issued = run_with_gateway(config, data_dir, clock, issue)
+    except GatewayError as exc:
+        raise ConfigError(f"the SCEP RA of profile {profile_name!r} was not issued: "
+                          f"{exc.detail}") from exc
+    write_private(key_path, key_pem(key))
+    write_private(cert_path, x509.load_der_x509_certificate(issued.der).public_bytes(_PEM))
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)

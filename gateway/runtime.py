@@ -20,6 +20,7 @@ from gateway.services.challenges import Challenges, StoreChallenges
 from gateway.services.inventory import Inventory, StoreInventory
 from gateway.services.requests import RequestLookup, StoreRequestLookup
 from gateway.store.db import Database
+from gateway.system_profiles import system_profiles
 
 log = logging.getLogger("gatehouse")
 
@@ -49,7 +50,9 @@ class Gateway:
         clock = clock or SystemClock()
         db = Database(database_url(config, data_dir), pool_size=config.database.pool_size)
         backends = Backends.build(config, data_dir, clock)
-        policy = PolicyEngine(config.profiles)
+        # The built-in profiles of Gatehouse's own TLS and RA certificates (no door serves
+        # them; the policy decides them for the system principal only).
+        policy = PolicyEngine({**config.profiles, **system_profiles(config)})
         enrollment = EnrollmentService(db, policy, backends, clock, config.retry)
         revocation = RevocationService(db, backends, clock)
         return cls(config, data_dir, clock, db, backends, policy, enrollment, revocation,

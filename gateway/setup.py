@@ -7,22 +7,14 @@ exists is kept (an existing CA is never overwritten).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
-import socket
 import stat
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ca_backends.base import BackendContext
-from ca_backends.internal import (
-    InternalCaConfig,
-    build_internal_ca,
-    init_from_config,
-    issue_tls_server_cert,
-)
+from ca_backends.internal import InternalCaConfig, init_from_config
 from gateway.clock import SystemClock
 from gateway.config import (
     GatehouseConfig,
@@ -32,6 +24,7 @@ from gateway.config import (
     resolve_path,
 )
 from gateway.store.migrate import upgrade
+from gateway.system_certs import ensure_tls
 
 log = logging.getLogger("gatehouse.setup")
 
@@ -106,55 +99,27 @@ def write_default_config(path: Path, *, https: str, http: str | None, key_type: 
                                           key_type=key_type, command=command), encoding="utf-8")
 
 
-def _host_names() -> tuple[list[str], list[str]]:
-    names = ["localhost"]
-    hostname = socket.gethostname()
-    if hostname and hostname not in names:
-        names.append(hostname)
-    fqdn = socket.getfqdn()
-    if fqdn and fqdn not in names and "." in fqdn:
-        names.append(fqdn)
-    return names, ["127.0.0.1", "::1"]
-
-
 def initialize(data_dir: Path, *, https: str, http: str | None, key_type: str = "ec-p256",
                command: str = "init") -> GatehouseConfig:
-    """Create what is missing: config, CA(s), TLS certificate, database schema."""
+    """Create what is missing: config, CA(s), database schema, and through the pipeline
+    the TLS certificate and SCEP RA certificates (gateway.system_certs)."""
     secure_data_dir(data_dir)
     path = config_path(data_dir)
     if not path.exists():
         write_default_config(path, https=https, http=http, key_type=key_type, command=command)
     config = load_config(path)
     clock = SystemClock()
-    context = BackendContext(data_dir=str(data_dir), public_http_url=config.public_http_url(),
-                             clock=clock)
-    first_internal = None
-    for name, entry in config.backends.items():
+    for entry in config.backends.values():
         if not isinstance(entry, InternalCaConfig):
             continue
         directory = resolve_path(data_dir, entry.directory)
         if not (directory / "root.pem").exists():
             init_from_config(entry, data_dir, clock=clock)
-        if first_internal is None:
-            first_internal = build_internal_ca(name, entry, context)
-    tls_cert = resolve_path(data_dir, config.server.tls.cert)
-    tls_key = resolve_path(data_dir, config.server.tls.key)
-    if not tls_cert.exists() and first_internal is not None:
-        names, ips = _host_names()
-        for listen in (config.server.https, config.server.http):
-            if listen:
-                host = listen.rpartition(":")[0].strip("[]")
-                try:
-                    address = ipaddress.ip_address(host)
-                    if not address.is_unspecified and str(address) not in ips:
-                        ips.append(str(address))
-                except ValueError:
-                    if host and host not in names:
-                        names.append(host)
-        issue_tls_server_cert(first_internal, names, ips, tls_key, tls_cert)
+    # The schema first: Gatehouse's own certificates go through the pipeline (issue #11).
+    upgrade(database_url(config, data_dir))
+    ensure_tls(config, data_dir, clock)  # kept when present, whoever issued it
     from gateway.ra import ensure_ras  # SCEP: one RA certificate per profile (issue 4)
     ensure_ras(config, data_dir)
-    upgrade(database_url(config, data_dir))
     return config
 
 
