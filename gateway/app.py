@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.errors import ErrorKind, GatewayError, client_detail
+from gateway.errors import GatewayError, client_detail, http_status, retry_after
 from gateway.middleware import BodyLimitMiddleware, UnexpectedErrorMiddleware
 from gateway.revocation.routes import router as revocation_router
 from gateway.runtime import Gateway
@@ -22,8 +22,15 @@ PROTOCOL_MODULES = ("protocols.est.router", "protocols.scep.router", "protocols.
 
 log = logging.getLogger("gatehouse.http")
 
-_HTTP_STATUS = {ErrorKind.NOT_FOUND: 404, ErrorKind.UNKNOWN_PROFILE: 404,
-                ErrorKind.BACKEND_UNAVAILABLE: 503, ErrorKind.INTERNAL: 500}
+
+def generic_error_response(exc: GatewayError) -> JSONResponse:
+    """A ``GatewayError`` no protocol edge answered: the core's status for its kind
+    (``EDGE_RULES``), Retry-After where the kind has one (a backend outage is 503 + Retry-After,
+    never a client error), and only the client-safe detail (docs/security.md, rule 10)."""
+    retry = retry_after(exc)
+    headers = {"Retry-After": str(retry)} if retry else None
+    return JSONResponse({"error": exc.kind.value, "detail": client_detail(exc)},
+                        status_code=http_status(exc.kind), headers=headers)
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -60,12 +67,7 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, exc: GatewayError) -> Response:
-        # A backend outage is 503 + Retry-After, never a client error; its detail (and an
-        # internal error's) goes to the log only (docs/security.md, rule 10).
-        status = _HTTP_STATUS.get(exc.kind, 400)
-        headers = {"Retry-After": str(exc.retry_after or 30)} if status == 503 else None
-        return JSONResponse({"error": exc.kind.value, "detail": client_detail(exc)},
-                            status_code=status, headers=headers)
+        return generic_error_response(exc)
 
     app.include_router(revocation_router)
     for module_name in PROTOCOL_MODULES:

@@ -1,15 +1,22 @@
 """Domain errors: one exception type with a closed set of kinds.
 
-Adapters map an ``ErrorKind`` to their wire format in exactly one place each
-(EST HTTP status, SCEP failInfo, ACME problem type).  ``detail`` is safe to show a
-client; the cause is chained with ``raise ... from`` and only ever logged.
+``EDGE_RULES`` is the one table of what each kind means at an HTTP edge: its status
+(RFC 9110 §15), the generic text that replaces a detail a client must not see, and the
+default Retry-After.  The EST, admin API, console and generic (app) edges take their status
+from it; SCEP failInfo and ACME problem types are protocol vocabulary, mapped once each
+under ``protocols/``.  ``tests/unit/test_error_edges.py`` checks every kind on every edge.
+``detail`` is safe to show a client unless ``client_detail`` withholds it; the cause is
+chained with ``raise ... from`` and only ever logged.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 
 log = logging.getLogger("gatehouse.errors")
 
@@ -53,11 +60,49 @@ def denied(detail: str) -> GatewayError:
     return GatewayError(ErrorKind.POLICY_DENIED, detail)
 
 
-# Kinds whose detail can name backend URLs, hosts or internal state (issue 10, rule 10).
-_GENERIC_DETAIL: dict[ErrorKind, str] = {
-    ErrorKind.BACKEND_UNAVAILABLE: "the CA is temporarily unavailable; retry later",
-    ErrorKind.INTERNAL: "internal error",
-}
+@dataclass(frozen=True, slots=True)
+class EdgeRule:
+    """What one error kind is at an HTTP edge."""
+
+    status: int  # RFC 9110 §15
+    # Set for kinds whose detail can name backend URLs, hosts or internal state (issue 10,
+    # rule 10): clients get this text and a reference, the detail goes to the log.
+    generic_detail: str | None = None
+    retry_after: int | None = None  # default Retry-After (seconds) when the error has none
+
+
+EDGE_RULES: Mapping[ErrorKind, EdgeRule] = MappingProxyType({
+    ErrorKind.MALFORMED: EdgeRule(400),
+    ErrorKind.BAD_CSR: EdgeRule(400),
+    ErrorKind.BAD_SIGNATURE: EdgeRule(400),
+    # A key the profile does not allow is a policy refusal, like any other.
+    ErrorKind.UNSUPPORTED_KEY: EdgeRule(403),
+    ErrorKind.POLICY_DENIED: EdgeRule(403),
+    ErrorKind.UNAUTHORIZED: EdgeRule(401),
+    ErrorKind.FORBIDDEN: EdgeRule(403),
+    ErrorKind.NOT_FOUND: EdgeRule(404),
+    ErrorKind.UNKNOWN_PROFILE: EdgeRule(404),
+    ErrorKind.RATE_LIMITED: EdgeRule(429, retry_after=60),
+    ErrorKind.CONFLICT: EdgeRule(409),
+    ErrorKind.PAYLOAD_TOO_LARGE: EdgeRule(413),
+    # The request is fine; this gateway/backend cannot do the operation (RFC 9110 §15.6.2).
+    ErrorKind.UNSUPPORTED: EdgeRule(501),
+    ErrorKind.BACKEND_UNAVAILABLE: EdgeRule(
+        503, "the CA is temporarily unavailable; retry later", retry_after=30),
+    # The CA refused for good: retrying the same request cannot help.
+    ErrorKind.BACKEND_REJECTED: EdgeRule(403),
+    ErrorKind.INTERNAL: EdgeRule(500, "internal error"),
+})
+
+
+def http_status(kind: ErrorKind) -> int:
+    """The HTTP status of ``kind`` at the EST, admin API, console and generic edges."""
+    return EDGE_RULES[kind].status
+
+
+def retry_after(error: GatewayError) -> int | None:
+    """The Retry-After an edge sends with ``error``: its own, else the kind's default."""
+    return error.retry_after or EDGE_RULES[error.kind].retry_after
 
 
 # A CA's own refusal text (Vault role and mount names, ADCS template names, policy-module
@@ -80,7 +125,7 @@ def client_detail(error: GatewayError) -> str:
     operator can find the line); every other detail is client-safe by contract and
     returned as is.
     """
-    generic = _GENERIC_DETAIL.get(error.kind)
+    generic = EDGE_RULES[error.kind].generic_detail
     if generic is None and error.kind is ErrorKind.BACKEND_REJECTED \
             and error.detail.startswith(CA_REFUSAL_PREFIX):
         generic = "the CA refused the request"

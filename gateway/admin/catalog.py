@@ -12,6 +12,7 @@ from gateway.admin import queries, schemas
 from gateway.admin.errors import AdminError, DateTimeParam, responses
 from gateway.admin.security import AsAuditor, AuditedRoute, gateway_of
 from gateway.config import ProfileConfig
+from gateway.errors import ErrorKind
 
 router = APIRouter(route_class=AuditedRoute)
 
@@ -40,7 +41,7 @@ async def get_profile(request: Request, _who: AsAuditor,
                       name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]) -> schemas.ProfileOut:
     profile = gateway_of(request).config.profiles.get(name)
     if profile is None:
-        raise AdminError(404, "unknown-profile", f"unknown profile {name!r}")
+        raise AdminError.kind(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {name!r}")
     return _profile_out(name, profile)
 
 

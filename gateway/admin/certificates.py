@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from gateway.admin import schemas
 from gateway.admin.errors import AdminError, DateTimeParam, responses
 from gateway.admin.security import AsAdmin, AsAuditor, AuditedRoute, actor_of, gateway_of
+from gateway.errors import ErrorKind
 from gateway.model import EnrollmentRequest, Operation, Principal, PrincipalKind, Protocol
 from gateway.model import RequestState as S
 from gateway.pem import load_csr
@@ -26,7 +27,7 @@ _SERIAL = re.compile(r"^(0x)?[0-9A-Fa-f:]{1,100}$")
 def _known_serial(serial: str) -> str:
     """The serial, or 404 for text that cannot be one (never reaches the database)."""
     if not _SERIAL.fullmatch(serial):
-        raise AdminError(404, "not-found", "no certificate with that serial")
+        raise AdminError.kind(ErrorKind.NOT_FOUND, "no certificate with that serial")
     return serial
 
 
@@ -64,7 +65,7 @@ async def get_certificate(request: Request, _who: AsAuditor, serial: SerialPath)
     with gateway_of(request).db.session() as session:
         row = certificates.get(session, _known_serial(serial))
         if row is None:
-            raise AdminError(404, "not-found", f"no certificate with serial {serial}")
+            raise AdminError.kind(ErrorKind.NOT_FOUND, f"no certificate with serial {serial}")
         return schemas.detail(row)
 
 

@@ -19,6 +19,7 @@ from gateway.auth import challenges, eab
 from gateway.auth.secrets import hash_secret
 from gateway.auth.users import PASSWORD_KIND
 from gateway.config import ProfileConfig
+from gateway.errors import ErrorKind
 from gateway.runtime import Gateway
 from gateway.store import credentials
 from gateway.store.tables import CredentialRow
@@ -32,7 +33,7 @@ NamePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
 def _profile(gateway: Gateway, name: str) -> ProfileConfig:
     profile = gateway.policy.profile(name)
     if profile is None:
-        raise AdminError(404, "unknown-profile", f"unknown profile {name!r}")
+        raise AdminError.kind(ErrorKind.UNKNOWN_PROFILE, f"unknown profile {name!r}")
     return profile
 
 
@@ -47,7 +48,7 @@ async def create_challenge(request: Request, _who: AsOperator, body: schemas.Cha
     gateway = gateway_of(request)
     profile = _profile(gateway, body.profile)
     if not profile.scep.enabled:
-        raise AdminError(409, "conflict", f"profile {body.profile!r} does not serve SCEP")
+        raise AdminError.kind(ErrorKind.CONFLICT, f"profile {body.profile!r} does not serve SCEP")
     ttl = dt.timedelta(seconds=body.ttl_seconds or profile.scep.challenge_ttl_seconds)
     with gateway.db.session() as session:
         issued = challenges.create_challenge(session, profile=body.profile,
@@ -107,7 +108,7 @@ async def disable_eab_key(request: Request, _who: AsAdmin, kid: NamePath) -> sch
     with gateway_of(request).db.session() as session:
         row = queries.credential_by_name(session, eab.KIND, kid)
         if row is None:
-            raise AdminError(404, "not-found", f"no EAB key {kid!r}")
+            raise AdminError.kind(ErrorKind.NOT_FOUND, f"no EAB key {kid!r}")
         row.disabled = True
         return schemas.EabInfo(kid=row.name, profile=row.profile or "",
                                used=(row.uses_left or 0) <= 0,
@@ -158,6 +159,6 @@ async def disable_user(request: Request, _who: AsAdmin, profile: NamePath, name:
     with gateway_of(request).db.session() as session:
         row = credentials.find(session, kind=PASSWORD_KIND, profile=profile, name=name)
         if row is None:
-            raise AdminError(404, "not-found", f"no user {name!r} in profile {profile!r}")
+            raise AdminError.kind(ErrorKind.NOT_FOUND, f"no user {name!r} in profile {profile!r}")
         row.disabled = True
         return _user_info(row)

@@ -1,7 +1,8 @@
 """The admin API's one error format: ``{"error": kind, "detail": text}`` with a 4xx status.
 
-This module is the admin API's single mapping from the core's ``ErrorKind`` to HTTP
-(RFC 9110 §15); ``tests/unit/gateway/admin`` checks it covers every kind.
+The status of a ``GatewayError`` is the core's (``gateway.errors.EDGE_RULES``, shared by
+every HTTP edge); ``tests/unit/test_error_edges.py`` checks every kind.  Operators see the
+detail as raised (they also see it in the log and the audit trail).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator
 
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ErrorKind, GatewayError, http_status, retry_after
 
 
 class ErrorBody(BaseModel):
@@ -21,26 +22,6 @@ class ErrorBody(BaseModel):
 
     error: str
     detail: str
-
-
-STATUS_OF_KIND: dict[ErrorKind, int] = {
-    ErrorKind.MALFORMED: 400,
-    ErrorKind.BAD_CSR: 400,
-    ErrorKind.BAD_SIGNATURE: 400,
-    ErrorKind.UNSUPPORTED_KEY: 400,
-    ErrorKind.POLICY_DENIED: 403,
-    ErrorKind.UNAUTHORIZED: 401,
-    ErrorKind.FORBIDDEN: 403,
-    ErrorKind.NOT_FOUND: 404,
-    ErrorKind.UNKNOWN_PROFILE: 404,
-    ErrorKind.RATE_LIMITED: 429,
-    ErrorKind.CONFLICT: 409,
-    ErrorKind.PAYLOAD_TOO_LARGE: 413,
-    ErrorKind.UNSUPPORTED: 400,
-    ErrorKind.BACKEND_UNAVAILABLE: 503,
-    ErrorKind.BACKEND_REJECTED: 422,
-    ErrorKind.INTERNAL: 500,
-}
 
 
 class AdminError(Exception):
@@ -56,8 +37,17 @@ class AdminError(Exception):
 
     @classmethod
     def of(cls, exc: GatewayError) -> AdminError:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return cls(STATUS_OF_KIND[exc.kind], exc.kind.value, exc.detail, headers)
+        retry = retry_after(exc)
+        headers = {"Retry-After": str(retry)} if retry else None
+        return cls(http_status(exc.kind), exc.kind.value, exc.detail, headers)
+
+    @classmethod
+    def kind(cls, kind: ErrorKind, detail: str,
+             headers: dict[str, str] | None = None) -> AdminError:
+        """An admin API refusal of ``kind``, with the core's status for it."""
+        error = cls.of(GatewayError(kind, detail))
+        error.headers.update(headers or {})
+        return error
 
 
 def error_response(exc: AdminError) -> JSONResponse:
@@ -77,10 +67,10 @@ def describe_validation(errors: list[Any]) -> str:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the error statuses a route may answer."""
     text = {400: "Malformed input", 401: "Missing or invalid token",
-            403: "The token's role does not allow this, or policy denied it",
+            403: "The token's role does not allow this, policy denied it, or the CA refused",
             404: "Not found", 409: "The resource's state does not allow this",
-            413: "Input too large", 422: "Invalid parameters, or the CA refused",
-            429: "Rate limited", 503: "The CA backend is unavailable"}
+            413: "Input too large", 422: "Invalid parameters", 429: "Rate limited",
+            501: "The CA backend cannot do this", 503: "The CA backend is unavailable"}
     chosen = sorted({400, 401, 403, 422, *statuses})
     return {status: {"model": ErrorBody, "description": text[status]} for status in chosen}
 

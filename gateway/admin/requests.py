@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from gateway.admin import schemas
 from gateway.admin.errors import AdminError, responses
 from gateway.admin.security import AsAuditor, AsOperator, AuditedRoute, actor_of, gateway_of
+from gateway.errors import ErrorKind
 from gateway.model import RequestState
 from gateway.request_records import view
 from gateway.store import requests
@@ -24,7 +25,7 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 def _known_id(request_id: str) -> str:
     """The id, or 404 for text that cannot be one (never reaches the database)."""
     if not _UUID.fullmatch(request_id):
-        raise AdminError(404, "not-found", "no such request")
+        raise AdminError.kind(ErrorKind.NOT_FOUND, "no such request")
     return request_id
 
 
@@ -51,7 +52,7 @@ async def get_request(request: Request, _who: AsAuditor, request_id: RequestId) 
     with gateway_of(request).db.session() as session:
         row = requests.get(session, _known_id(request_id))
         if row is None:
-            raise AdminError(404, "not-found", "no such request")
+            raise AdminError.kind(ErrorKind.NOT_FOUND, "no such request")
         return schemas.request_out(view(row))
 
 
@@ -73,5 +74,5 @@ async def deny_request(request: Request, who: AsOperator, request_id: RequestId,
     with gateway.db.session() as session:
         row = requests.get(session, _known_id(request_id))
         if row is None:
-            raise AdminError(404, "not-found", "no such request")
+            raise AdminError.kind(ErrorKind.NOT_FOUND, "no such request")
         return schemas.request_out(view(row))

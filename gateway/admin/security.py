@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 
 from gateway.admin.errors import AdminError, describe_validation, error_response
 from gateway.auth.tokens import Role, TokenIdentity, authenticate
-from gateway.errors import GatewayError
+from gateway.errors import ErrorKind, GatewayError
 from gateway.runtime import Gateway
 from gateway.store import audit
 from gateway.store.certificates import normalize_serial
@@ -54,17 +54,19 @@ def require(role: Role) -> Callable[..., Awaitable[TokenIdentity]]:
         challenge = {"WWW-Authenticate": 'Bearer realm="gatehouse"'}
         if request.url.scheme != "https":
             # Tokens are credentials: never accepted over the plain-HTTP listener.
-            raise AdminError(403, "forbidden", "the admin API is only served over HTTPS")
+            raise AdminError.kind(ErrorKind.FORBIDDEN, "the admin API is only served over HTTPS")
         if credentials is None:
-            raise AdminError(401, "unauthorized", "an API token is required "
-                             "(Authorization: Bearer TOKEN)", challenge)
+            raise AdminError.kind(ErrorKind.UNAUTHORIZED, "an API token is required "
+                                  "(Authorization: Bearer TOKEN)", challenge)
         identity = identify(request, credentials.credentials)
         if identity is None:
-            raise AdminError(401, "unauthorized", "unknown, disabled or expired token",
-                             {"WWW-Authenticate": 'Bearer realm="gatehouse", error="invalid_token"'})
+            raise AdminError.kind(
+                ErrorKind.UNAUTHORIZED, "unknown, disabled or expired token",
+                {"WWW-Authenticate": 'Bearer realm="gatehouse", error="invalid_token"'})
         if not identity.role.allows(role):
-            raise AdminError(403, "forbidden",
-                             f"the {identity.role.value} role cannot do this (needs {role.value})")
+            raise AdminError.kind(
+                ErrorKind.FORBIDDEN,
+                f"the {identity.role.value} role cannot do this (needs {role.value})")
         return identity
 
     return dependency

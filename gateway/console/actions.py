@@ -35,6 +35,17 @@ class Outcome:
         return {"notice" if self.ok else "error": self.message}
 
 
+def refused(exc: GatewayError) -> Outcome:
+    """The console's answer to a refused action, for every error kind: the detail as raised.
+
+    The console is operator-facing (like the admin API, which answers the same error with
+    the core's status): operators see the detail, which is also in the log and the audit
+    trail.  The console answers actions with a redirect (Post/Redirect/Get), so the kind's
+    HTTP status (``gateway.errors.http_status``) is not sent; the message is.
+    """
+    return Outcome(False, exc.detail)
+
+
 def pem(der: bytes) -> str:
     return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
 
@@ -53,7 +64,7 @@ async def decide(gateway: Gateway, request_id: str, verb: str, *, by: str,
         gateway.enrollment.deny(request_id, by=by, reason=reason or f"denied by {by}")
         return Outcome(True, f"Denied {request_id}.")
     except GatewayError as exc:
-        return Outcome(False, exc.detail)
+        return refused(exc)
 
 
 async def revoke(gateway: Gateway, serial: str, reason_text: str, *, by: str) -> Outcome:
@@ -65,7 +76,7 @@ async def revoke(gateway: Gateway, serial: str, reason_text: str, *, by: str) ->
     except ValueError:
         return Outcome(False, "Unknown revocation reason.")
     except GatewayError as exc:
-        return Outcome(False, exc.detail)
+        return refused(exc)
     if state == "done":
         return Outcome(True, f"Revoked ({reason.value}); the CRL is re-signed on its next fetch.")
     return Outcome(True, "Revocation recorded; this CA cannot revoke: it needs an operator.")
@@ -137,5 +148,5 @@ def create_credential(gateway: Gateway, kind: str,
                                       now=now)
             return Created("eab", name, key, kid, None), ""
     except GatewayError as exc:
-        return None, exc.detail
+        return None, refused(exc).message
     return None, "Unknown credential kind."

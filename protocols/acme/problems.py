@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from gateway.errors import ErrorKind, GatewayError, client_detail
+from gateway.errors import ErrorKind, GatewayError, client_detail, http_status, retry_after
 
 
 class ProblemType(StrEnum):
@@ -96,36 +96,45 @@ def not_found(what: str) -> AcmeProblem:
     return AcmeProblem(ProblemType.MALFORMED, f"no such {what}", 404)
 
 
-_KIND_MAP: dict[ErrorKind, tuple[ProblemType, int]] = {
-    ErrorKind.MALFORMED: (ProblemType.MALFORMED, 400),
-    ErrorKind.BAD_CSR: (ProblemType.BAD_CSR, 400),
-    ErrorKind.BAD_SIGNATURE: (ProblemType.MALFORMED, 400),
-    ErrorKind.UNSUPPORTED_KEY: (ProblemType.BAD_CSR, 400),
-    ErrorKind.POLICY_DENIED: (ProblemType.REJECTED_IDENTIFIER, 400),
-    ErrorKind.UNAUTHORIZED: (ProblemType.UNAUTHORIZED, 403),
-    ErrorKind.FORBIDDEN: (ProblemType.UNAUTHORIZED, 403),
-    ErrorKind.NOT_FOUND: (ProblemType.MALFORMED, 404),
-    ErrorKind.UNKNOWN_PROFILE: (ProblemType.INVALID_PROFILE, 400),
-    ErrorKind.RATE_LIMITED: (ProblemType.RATE_LIMITED, 429),
-    ErrorKind.CONFLICT: (ProblemType.MALFORMED, 409),
-    ErrorKind.PAYLOAD_TOO_LARGE: (ProblemType.MALFORMED, 413),
-    ErrorKind.UNSUPPORTED: (ProblemType.MALFORMED, 400),
-    ErrorKind.BACKEND_UNAVAILABLE: (ProblemType.SERVER_INTERNAL, 503),
-    ErrorKind.BACKEND_REJECTED: (ProblemType.SERVER_INTERNAL, 502),
-    ErrorKind.INTERNAL: (ProblemType.SERVER_INTERNAL, 500),
+PROBLEM_TYPE: dict[ErrorKind, ProblemType] = {
+    ErrorKind.MALFORMED: ProblemType.MALFORMED,
+    ErrorKind.BAD_CSR: ProblemType.BAD_CSR,
+    ErrorKind.BAD_SIGNATURE: ProblemType.MALFORMED,
+    ErrorKind.UNSUPPORTED_KEY: ProblemType.BAD_CSR,
+    ErrorKind.POLICY_DENIED: ProblemType.REJECTED_IDENTIFIER,
+    ErrorKind.UNAUTHORIZED: ProblemType.UNAUTHORIZED,
+    ErrorKind.FORBIDDEN: ProblemType.UNAUTHORIZED,
+    ErrorKind.NOT_FOUND: ProblemType.MALFORMED,
+    ErrorKind.UNKNOWN_PROFILE: ProblemType.INVALID_PROFILE,
+    ErrorKind.RATE_LIMITED: ProblemType.RATE_LIMITED,
+    ErrorKind.CONFLICT: ProblemType.MALFORMED,
+    ErrorKind.PAYLOAD_TOO_LARGE: ProblemType.MALFORMED,
+    # Nothing was wrong with the request: RFC 8555 has no "not implemented" type.
+    ErrorKind.UNSUPPORTED: ProblemType.SERVER_INTERNAL,
+    ErrorKind.BACKEND_UNAVAILABLE: ProblemType.SERVER_INTERNAL,
+    ErrorKind.BACKEND_REJECTED: ProblemType.SERVER_INTERNAL,
+    ErrorKind.INTERNAL: ProblemType.SERVER_INTERNAL,
+}
+
+# The problem's status is the core's (``gateway.errors.EDGE_RULES``) except where ACME
+# practice ties another status to the problem type.
+ACME_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.UNSUPPORTED_KEY: 400,  # badCSR (RFC 8555 §7.4)
+    ErrorKind.POLICY_DENIED: 400,  # rejectedIdentifier, as Boulder and Pebble answer it
+    # ACME has no HTTP authentication challenge to go with a 401 (RFC 9110 §15.5.2).
+    ErrorKind.UNAUTHORIZED: 403,
+    ErrorKind.UNKNOWN_PROFILE: 400,  # invalidProfile (draft-ietf-acme-profiles)
+    # No RFC 8555 type says "the CA refused": serverInternal, and a 5xx to go with it.
+    ErrorKind.BACKEND_REJECTED: 502,
 }
 
 
 def from_gateway_error(error: GatewayError) -> AcmeProblem:
     """The one mapping of core error kinds to ACME problem types and HTTP statuses."""
-    problem_type, status = _KIND_MAP[error.kind]
-    retry_after = error.retry_after
-    if error.kind is ErrorKind.RATE_LIMITED and retry_after is None:
-        retry_after = 60
-    if error.kind is ErrorKind.BACKEND_UNAVAILABLE and retry_after is None:
-        retry_after = 30
-    return AcmeProblem(problem_type, client_detail(error), status, retry_after=retry_after)
+    status = ACME_STATUS.get(error.kind) or http_status(error.kind)
+    return AcmeProblem(PROBLEM_TYPE[error.kind], client_detail(error), status,
+                       retry_after=retry_after(error))
 
 
 def kinds_covered() -> set[ErrorKind]:
-    return set(_KIND_MAP)
+    return set(PROBLEM_TYPE)

@@ -1,5 +1,6 @@
 """The mapping from the core's error kinds to EST answers (RFC 7030 §4.2.3, §3.2.3):
-HTTP statuses for the simple operations, CMCFailInfo inside Full PKI Responses.
+HTTP statuses for the simple operations (the core's ``EDGE_RULES``, shared with every
+HTTP edge), CMCFailInfo inside Full PKI Responses.
 
 EST has no error document: an HTTP status, a one-line ``text/plain`` reason and, where
 it helps the client, ``Retry-After`` or ``WWW-Authenticate``.
@@ -7,40 +8,18 @@ it helps the client, ``Retry-After`` or ``WWW-Authenticate``.
 
 from __future__ import annotations
 
-from gateway.errors import ErrorKind, GatewayError, client_detail
+from gateway.errors import ErrorKind, GatewayError, client_detail, http_status, retry_after
 from protocols.est.cmc import CMCFailInfo
-
-STATUS: dict[ErrorKind, int] = {
-    ErrorKind.MALFORMED: 400,
-    ErrorKind.BAD_CSR: 400,
-    ErrorKind.BAD_SIGNATURE: 400,
-    ErrorKind.UNSUPPORTED_KEY: 403,
-    ErrorKind.POLICY_DENIED: 403,
-    ErrorKind.UNAUTHORIZED: 401,
-    ErrorKind.FORBIDDEN: 403,
-    ErrorKind.NOT_FOUND: 404,
-    ErrorKind.UNKNOWN_PROFILE: 404,
-    ErrorKind.RATE_LIMITED: 429,
-    ErrorKind.CONFLICT: 409,
-    ErrorKind.PAYLOAD_TOO_LARGE: 413,
-    ErrorKind.UNSUPPORTED: 501,
-    ErrorKind.BACKEND_UNAVAILABLE: 503,
-    # The CA refused for good: retrying the same request cannot help.
-    ErrorKind.BACKEND_REJECTED: 403,
-    ErrorKind.INTERNAL: 500,
-}
-
-_DEFAULT_RETRY = {ErrorKind.RATE_LIMITED: 60, ErrorKind.BACKEND_UNAVAILABLE: 30}
 
 
 def est_error(exc: GatewayError, *,
               realm: str = "gatehouse EST") -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, extra headers and body for a domain error."""
-    status = STATUS[exc.kind]
+    status = http_status(exc.kind)
     headers: list[tuple[bytes, bytes]] = []
     if status == 401:
         headers.append((b"www-authenticate", f'Basic realm="{realm}", charset="UTF-8"'.encode()))
-    retry = exc.retry_after or _DEFAULT_RETRY.get(exc.kind)
+    retry = retry_after(exc)
     if retry:
         headers.append((b"retry-after", str(retry).encode()))
     detail = client_detail(exc)

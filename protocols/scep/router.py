@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ca_backends.base import Rollover
-from gateway.errors import ErrorKind, GatewayError, client_detail
+from gateway.errors import GatewayError, client_detail, http_status, retry_after
 from gateway.protocol_settings.scep import ChallengeMode, ScepProfileSettings
 from gateway.ra import NoRaIssuer, ensure_ra
 from gateway.runtime import Gateway
@@ -154,10 +154,12 @@ class ScepFrontEnd:
 
 
 def _http_error(exc: GatewayError) -> Response:
-    """GetCACert when the backend cannot give its chain: 503 + Retry-After for an outage
-    (the client retries), never a client error; the detail stays in the log."""
-    status = 503 if exc.kind is ErrorKind.BACKEND_UNAVAILABLE else 500
-    headers = {"Retry-After": str(exc.retry_after or 30)} if status == 503 else None
+    """GetCACert when the backend cannot give its chain: the core's status for the kind
+    (503 + Retry-After for an outage: the client retries), but never a client error, as the
+    client asked nothing wrong; the detail stays in the log."""
+    status = max(http_status(exc.kind), 500)
+    retry = retry_after(exc) if status == 503 else None
+    headers = {"Retry-After": str(retry)} if retry else None
     return PlainTextResponse(client_detail(exc) + "\n", status_code=status, headers=headers)
 
 
