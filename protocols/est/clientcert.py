@@ -24,12 +24,9 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from ca_backends.base import RevocationSigner
 from gateway.config import resolve_path
 from gateway.errors import ErrorKind, GatewayError
 from gateway.runtime import Gateway
-from gateway.store import certificates
-from gateway.store.certificates import CertificateStatus
 
 log = logging.getLogger("gatehouse.est")
 
@@ -76,13 +73,10 @@ class ClientCertValidator:
     """
 
     def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+        self._inventory = gateway.inventory
         # The gateway's own issuing CAs complete chains only when a profile lists the
         # gateway's root as an anchor; they are never anchors themselves.
-        self._issuing: list[x509.Certificate] = []
-        for _name, backend in gateway.backends.items():
-            if isinstance(backend, RevocationSigner):
-                self._issuing.extend(issuer.certificate for issuer in backend.issuers())
+        self._issuing: list[x509.Certificate] = gateway.ca.issuing_certificates()
         self._anchors: dict[str, _Anchors] = {}
         for name, profile in gateway.config.profiles.items():
             certs: list[x509.Certificate] = []
@@ -120,11 +114,9 @@ class ClientCertValidator:
             verifier.verify(cert, intermediates)
         except (VerificationError, ValueError, UnsupportedAlgorithm) as exc:
             raise _forbidden("it is not issued by a trusted CA of this profile") from exc
-        with self._gateway.db.session() as session:
-            row = certificates.get(session, format(cert.serial_number, "x"))
-            revoked = (row is not None and row.status == CertificateStatus.REVOKED
-                       and row.issuer == cert.issuer.rfc4514_string())
-        if revoked:
+        record = self._inventory.certificate(format(cert.serial_number, "x"))
+        if record is not None and record.revoked \
+                and record.issuer == cert.issuer.rfc4514_string():
             raise _forbidden("it is revoked")
         return cert
 
@@ -132,15 +124,11 @@ class ClientCertValidator:
         """The certificate if the gateway issued exactly it under ``profile``, and it is
         neither expired nor revoked; raises FORBIDDEN with the reason."""
         cert = self.parse(der, now)
-        with self._gateway.db.session() as session:
-            row = certificates.get(session, format(cert.serial_number, "x"))
-            known = row is not None and row.der == der
-            same_profile = known and row is not None and row.profile == profile
-            revoked = known and row is not None and row.status == CertificateStatus.REVOKED
-        if not known:
+        record = self._inventory.exact(format(cert.serial_number, "x"), der)
+        if record is None:
             raise _forbidden("it is not a certificate this gateway issued")
-        if not same_profile:
+        if record.profile != profile:
             raise _forbidden(f"it was not issued under profile {profile!r}")
-        if revoked:
+        if record.revoked:
             raise _forbidden("it is revoked")
         return cert

@@ -33,8 +33,6 @@ from gateway.model import (
 from gateway.pem import load_csr_der
 from gateway.protocol_settings.est import EstProfileSettings
 from gateway.runtime import Gateway
-from gateway.store import certificates
-from gateway.store.certificates import CertificateStatus
 from protocols.est.auth import Authenticator, Credentials, cert_principal, unauthorized
 from protocols.est.signer import ServerSigner
 from protocols.est.wire import CERTS_ONLY, PKCS10, certs_only_b64, decode_body, require_media_type
@@ -146,9 +144,8 @@ class Enroller:
             return True
         if cert.not_before >= fresh_after:
             return False
-        with self._gateway.db.session() as session:
-            row = certificates.get(session, cert.serial)
-            return row is not None and row.status == CertificateStatus.REVOKED
+        record = self._gateway.inventory.certificate(cert.serial)
+        return record is not None and record.revoked
 
     @staticmethod
     def answer(call: Call, result: EnrollmentResult) -> Reply:

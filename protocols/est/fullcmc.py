@@ -29,8 +29,6 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from gateway.errors import ErrorKind, GatewayError, client_detail
 from gateway.model import Operation, Principal, RequestState, RevocationReason
-from gateway.revocation.service import holder_may_revoke
-from gateway.store import certificates
 from protocols import cms
 from protocols.est import cmc
 from protocols.est.auth import Credentials, cert_principal
@@ -211,11 +209,9 @@ async def _revoke(enroller: Enroller, call: Call, principal: Principal,
                       cmc.CMCFailInfo.BAD_REQUEST)
         return
     gateway = enroller.gateway
-    with gateway.db.session() as session:
-        row = certificates.get(session, serial)
-        found = row is not None and asn1_x509.Certificate.load(row.der).issuer == issuer
-        allowed = found and row is not None and holder_may_revoke(session, row, principal,
-                                                                  call.profile)
+    record = gateway.inventory.certificate(serial)
+    found = record is not None and asn1_x509.Certificate.load(record.der).issuer == issuer
+    allowed = found and gateway.revocation.may_revoke_as_holder(serial, principal, call.profile)
     try:
         if not found:
             raise GatewayError(ErrorKind.NOT_FOUND, f"no certificate {serial} from that issuer")

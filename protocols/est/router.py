@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from ca_backends.base import Rollover
 from gateway.errors import ErrorKind, GatewayError
 from gateway.runtime import Gateway
 from protocols.est import csrattrs
@@ -111,11 +110,10 @@ class EstApp:
         cached = self._cacerts.get(backend_name)
         now = time.monotonic()
         if cached is None or cached[0] < now:
-            backend = self._gateway.backends.get(backend_name)
-            chain = list(await backend.ca_chain())
-            if isinstance(backend, Rollover):
-                # A successor issuing CA announced ahead of its switch: devices learn it now.
-                chain.extend(backend.next_ca_chain() or [])
+            ca = self._gateway.ca
+            chain = await ca.chain_for(call.profile)
+            # A successor issuing CA announced ahead of its switch: devices learn it now.
+            chain.extend(ca.next_chain_for(call.profile) or [])
             ders = list(dict.fromkeys(c.public_bytes(Encoding.DER) for c in chain))
             body = certs_only_b64(ders)
             cached = (now + CACERTS_TTL, body)

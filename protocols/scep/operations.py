@@ -35,7 +35,7 @@ from gateway.pem import load_csr_der
 from gateway.protocol_settings.scep import ChallengeMode
 from gateway.ra import RaIdentity
 from gateway.runtime import Gateway
-from gateway.store import certificates, requests
+from gateway.services.inventory import CertificateRecord
 from protocols.cms import CmsUnsupportedAlgorithm
 from protocols.scep import certrep, message, webhook
 from protocols.scep.certrep import ReplyAlgorithms
@@ -165,18 +165,15 @@ class PkiOperations:
         key = transaction_key(endpoint.profile_name, pki.header.transaction_id, subject_der,
                               renewal_of)
         dynamic = renewal_of is None and endpoint.profile.scep.challenge is ChallengeMode.DYNAMIC
-        with self._gateway.db.session() as session:
-            # One session: a repeated message must not spend the challenge again.
-            row = requests.by_transaction(session, Protocol.SCEP.value, key)
-            existing = row.id if row is not None else None
-            principal = None
-            if existing is None and dynamic:
-                secret = _challenge_of(csr)
-                if not secret:
-                    raise GatewayError(ErrorKind.UNAUTHORIZED, "the CSR has no challengePassword")
-                principal = challenges.consume_challenge(
-                    session, profile=endpoint.profile_name, secret=secret,
-                    names=challenges.csr_names(csr), now=self._gateway.clock.now())
+        principal = None
+        if dynamic:
+            # One transaction: a repeated message must not spend the challenge again.
+            admission = self._gateway.challenges.admit(
+                protocol=Protocol.SCEP, transaction_id=key, profile=endpoint.profile_name,
+                csr=csr, secret=_challenge_of(csr))
+            existing, principal = admission.request_id, admission.principal
+        else:
+            existing = self._gateway.requests.request_id(Protocol.SCEP, key)
         if existing is not None:
             result = await self._gateway.enrollment.resume(existing)
             return self._answer(endpoint, pki, result, algorithms)
@@ -218,10 +215,8 @@ class PkiOperations:
                 settings, data_dir=self._gateway.data_dir, profile=endpoint.profile_name,
                 transaction_id=pki.header.transaction_id, challenge=secret, csr=csr,
                 csr_der=csr_der)
-        with self._gateway.db.session() as session:
-            return challenges.consume_challenge(
-                session, profile=endpoint.profile_name, secret=secret,
-                names=challenges.csr_names(csr), now=self._gateway.clock.now())
+        return self._gateway.challenges.consume(profile=endpoint.profile_name, csr=csr,
+                                                secret=secret)
 
     # -- polling and retrieval ---------------------------------------------------------
 
@@ -230,7 +225,7 @@ class PkiOperations:
         names = message.issuer_and_subject(content)
         key = transaction_key(endpoint.profile_name, pki.header.transaction_id,
                               names["subject"].dump(), self._inventory_serial(endpoint, pki))
-        request_id = self._request_id(key)
+        request_id = self._gateway.requests.request_id(Protocol.SCEP, key)
         if request_id is None:
             raise ScepFailure(FailInfo.BAD_CERT_ID, "no request with this transactionID")
         result = await self._gateway.enrollment.resume(request_id)
@@ -238,26 +233,25 @@ class PkiOperations:
 
     def _get_cert(self, endpoint: Endpoint, pki: PkiMessage, content: bytes,
                   algorithms: ReplyAlgorithms) -> bytes:
-        row = self._certificate_named(content)
-        return self._success(endpoint, pki, algorithms, (row[0],))
+        record = self._certificate_named(content)
+        return self._success(endpoint, pki, algorithms, (record.der,))
 
     async def _get_crl(self, endpoint: Endpoint, pki: PkiMessage, content: bytes,
                        algorithms: ReplyAlgorithms) -> bytes:
-        _, backend, issuer_id = self._certificate_named(content)
-        crl = await self._gateway.revocation.crl(backend, issuer_id)
+        record = self._certificate_named(content)
+        crl = await self._gateway.revocation.crl(record.backend, record.issuer_id)
         return self._success(endpoint, pki, algorithms, (), crl)
 
-    def _certificate_named(self, content: bytes) -> tuple[bytes, str, str | None]:
+    def _certificate_named(self, content: bytes) -> CertificateRecord:
         wanted = message.issuer_and_serial(content)
         serial = format(wanted["serial_number"].native, "x")
-        with self._gateway.db.session() as session:
-            row = certificates.get(session, serial)
-            if row is None:
-                raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate with this serial")
-            found = asn1_x509.Certificate.load(row.der)
-            if found.issuer != wanted["issuer"]:
-                raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate with this issuer")
-            return bytes(row.der), row.backend, row.issuer_id
+        record = self._gateway.inventory.certificate(serial)
+        if record is None:
+            raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate with this serial")
+        found = asn1_x509.Certificate.load(record.der)
+        if found.issuer != wanted["issuer"]:
+            raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate with this issuer")
+        return record
 
     # -- answers -----------------------------------------------------------------------
 
@@ -286,11 +280,6 @@ class PkiOperations:
 
     # -- lookups -----------------------------------------------------------------------
 
-    def _request_id(self, key: str) -> str | None:
-        with self._gateway.db.session() as session:
-            row = requests.by_transaction(session, Protocol.SCEP.value, key)
-            return row.id if row is not None else None
-
     def _inventory_serial(self, endpoint: Endpoint, pki: PkiMessage) -> str | None:
         """The signer's serial when the signer is a certificate from our inventory, issued
         under this endpoint's profile: another profile's certificate proves nothing here
@@ -298,12 +287,9 @@ class PkiOperations:
         if pki.signer.issuer == pki.signer.subject:
             return None  # self-signed: a first enrollment; never in the inventory
         serial = format(pki.signer.serial_number, "x")
-        with self._gateway.db.session() as session:
-            row = certificates.get(session, serial)
-            if row is None or bytes(row.der) != pki.signer_der \
-                    or row.profile != endpoint.profile_name:
-                return None
-            return serial
+        record = self._gateway.inventory.issued_under(endpoint.profile_name, serial,
+                                                      pki.signer_der)
+        return serial if record is not None else None
 
 
 def _challenge_of(csr: x509.CertificateSigningRequest) -> str | None:

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from ca_backends.base import Rollover
 from gateway.errors import GatewayError, client_detail, http_status, retry_after
 from gateway.protocol_settings.scep import ChallengeMode, ScepProfileSettings
 from gateway.ra import NoRaIssuer, ensure_ra
@@ -96,14 +95,11 @@ class ScepFrontEnd:
 
     def _caps(self, endpoint: Endpoint) -> str:
         caps = ["POSTPKIOperation", "SHA-256", "SHA-512", "AES", "SCEPStandard", "Renewal"]
-        if isinstance(self._backend(endpoint), Rollover):
+        if self._gateway.ca.has_successor(endpoint.profile_name):
             caps.append("GetNextCACert")
         if endpoint.profile.scep.legacy_algorithms:
             caps += ["SHA-1", "DES3"]
         return "\n".join(caps) + "\n"
-
-    def _backend(self, endpoint: Endpoint) -> object:
-        return self._gateway.backends.get(endpoint.profile.backend)
 
     async def _ca_cert(self, endpoint: Endpoint) -> bytes:
         """The RA certificate(s) and the issuing chain (RFC 8894 §4.2.1.2); cached per chain.
@@ -111,7 +107,7 @@ class ScepFrontEnd:
         One certs-only bag, in DER SET OF order (not RA first): clients find the RA by
         its properties or fingerprint (protocols.cms.certs_only).
         """
-        chain = await self._gateway.backends.get(endpoint.profile.backend).ca_chain()
+        chain = await self._gateway.ca.chain_for(endpoint.profile_name)
         ders = tuple(c.public_bytes(Encoding.DER) for c in chain)
         if endpoint.profile.scep.issuing_ca_only:
             ders = ders[:1]
@@ -123,8 +119,7 @@ class ScepFrontEnd:
         return cached[1]
 
     async def _next_ca_cert(self, endpoint: Endpoint) -> Response:
-        backend = self._backend(endpoint)
-        upcoming = backend.next_ca_chain() if isinstance(backend, Rollover) else None
+        upcoming = self._gateway.ca.next_chain_for(endpoint.profile_name)
         if not upcoming:
             return PlainTextResponse("no CA rollover is pending\n", status_code=404)
         ders = tuple(c.public_bytes(Encoding.DER) for c in upcoming)
