@@ -51,7 +51,7 @@ def test_helper_reads_caps_and_ca_certs(gh: GatehouseServer) -> None:
 def test_enroll_dynamic_then_renew_then_rekey(gh: GatehouseServer, monger: Certmonger,
                                               tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    monger.getcert("add-scep-ca", "-c", "gh", "-u", f"{gh.http_url}/scep")
+    monger.add_scep_ca("gh", f"{gh.http_url}/scep")
     monger.getcert("request", "-c", "gh", "-f", str(cert), "-k", str(key), "-N",
                    "CN=certmonger-dyn", "-L", challenge(gh.data_dir), "-I", "dyn")
     assert monger.wait_status("dyn", DONE) == "MONITORING"
@@ -84,7 +84,7 @@ def _wait_new(monger: Certmonger, request_id: str, path: Path,
 
 def test_enroll_with_static_challenge(gh: GatehouseServer, monger: Certmonger,
                                       tmp_path: Path) -> None:
-    monger.getcert("add-scep-ca", "-c", "static", "-u", f"{gh.http_url}/scep/static")
+    monger.add_scep_ca("static", f"{gh.http_url}/scep/static")
     monger.getcert("request", "-c", "static", "-f", str(tmp_path / "c.pem"), "-k",
                    str(tmp_path / "k.pem"), "-N", "CN=certmonger-static", "-L",
                    STATIC_CHALLENGE, "-I", "st")
@@ -95,7 +95,7 @@ def test_pending_request_polls_until_approved(gh: GatehouseServer, monger: Certm
                                               tmp_path: Path) -> None:
     import time
 
-    monger.getcert("add-scep-ca", "-c", "manual", "-u", f"{gh.http_url}/scep/manual")
+    monger.add_scep_ca("manual", f"{gh.http_url}/scep/manual")
     monger.getcert("request", "-c", "manual", "-f", str(tmp_path / "c.pem"), "-k",
                    str(tmp_path / "k.pem"), "-N", "CN=certmonger-held", "-I", "held")
     monger.wait_status("held", {"CA_WORKING"})

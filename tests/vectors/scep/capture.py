@@ -166,7 +166,7 @@ def main() -> None:
         monger = Certmonger(scratch / "certmonger").start()
         try:
             secret = new_challenge()
-            monger.getcert("add-scep-ca", "-c", "gh", "-u", url)
+            monger.add_scep_ca("gh", url)
             monger.getcert("request", "-c", "gh", "-f", str(scratch / "cm-cert.pem"), "-k",
                            str(scratch / "cm-key.pem"), "-N", "CN=certmonger-device", "-L",
                            secret, "-I", "req")
