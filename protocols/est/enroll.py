@@ -1,5 +1,5 @@
 """EST enrollment operations: simpleenroll, simplereenroll (RFC 7030 §4.2), and the
-glue for serverkeygen (§4.4) and fullcmc (§4.3).
+enrollment steps serverkeygen (§4.4) and fullcmc (§4.3) reuse through call.EnrollPort.
 
 Polling: RFC 7030 §4.2.3 has a client re-POST the same CSR after a 202.  The pipeline is
 idempotent on (protocol, transaction id), so the transaction id is a hash of (operation,
@@ -14,7 +14,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
@@ -30,40 +30,13 @@ from gateway.model import (
     Protocol,
     RequestState,
 )
-from gateway.pem import load_csr_der
-from gateway.protocol_settings.est import EstProfileSettings
 from gateway.runtime import Gateway
 from protocols.est.auth import Authenticator, Credentials, cert_principal, unauthorized
+from protocols.est.call import Call, Reply, load_csr
 from protocols.est.signer import ServerSigner
 from protocols.est.wire import CERTS_ONLY, PKCS10, certs_only_b64, decode_body, require_media_type
 
-Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
 _MAX_REISSUES = 20  # successive revoked/expired certificates for one CSR
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One EST request as the handlers see it."""
-
-    scope: Any
-    headers: dict[bytes, bytes]
-    body: bytes
-    profile: str
-    label: str
-    settings: EstProfileSettings
-
-    def header(self, name: bytes) -> str | None:
-        value = self.headers.get(name)
-        return value.decode("latin-1") if value is not None else None
-
-
-def load_csr(der: bytes) -> x509.CertificateSigningRequest:
-    """gateway.pem.load_csr_der, plus the one parser error it lets through."""
-    try:
-        return load_csr_der(der)
-    except x509.InvalidVersion as exc:  # not a ValueError in cryptography
-        raise GatewayError(ErrorKind.MALFORMED,
-                           f"not a valid DER PKCS#10 CSR: version {exc.parsed_version}") from exc
 
 
 def transaction_id(operation: Operation, profile: str, principal: Principal, csr_der: bytes) -> str:
@@ -78,6 +51,8 @@ def public_key_bytes(key: Any) -> bytes:
 
 
 class Enroller:
+    """simpleenroll/simplereenroll, and the EnrollPort serverkeygen and fullcmc use."""
+
     def __init__(self, gateway: Gateway, auth: Authenticator) -> None:
         self._gateway = gateway
         self._auth = auth
@@ -204,16 +179,6 @@ class Enroller:
         result = await self.submit(call, operation, csr, der, principal,
                                    renewal_of=format(cert.serial_number, "x"))
         return self.answer(call, result)
-
-    async def serverkeygen(self, call: Call) -> Reply:
-        from protocols.est.serverkeygen import serverkeygen
-
-        return await serverkeygen(self, call)
-
-    async def fullcmc(self, call: Call) -> Reply:
-        from protocols.est.fullcmc import fullcmc
-
-        return await fullcmc(self, call)
 
     @property
     def signer(self) -> ServerSigner:

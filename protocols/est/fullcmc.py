@@ -32,7 +32,7 @@ from gateway.model import Operation, Principal, RequestState, RevocationReason
 from protocols import cms
 from protocols.est import cmc
 from protocols.est.auth import Credentials, cert_principal
-from protocols.est.enroll import Call, Enroller, Reply, load_csr
+from protocols.est.call import Call, EnrollPort, Reply, load_csr
 from protocols.est.errors import cmc_fail_info
 from protocols.est.wire import CMC_RESPONSE, PKCS7, b64, decode_body, require_media_type
 
@@ -54,7 +54,7 @@ class _Answer:
         self.next_id += 1
 
 
-async def fullcmc(enroller: Enroller, call: Call) -> Reply:
+async def fullcmc(enroller: EnrollPort, call: Call) -> Reply:
     auth = enroller.auth
     creds = auth.credentials(call.scope, call.headers)
     principal = await _principal(enroller, call, creds)
@@ -76,7 +76,7 @@ async def fullcmc(enroller: Enroller, call: Call) -> Reply:
                  (b"content-transfer-encoding", b"base64")], b64(body)
 
 
-async def _principal(enroller: Enroller, call: Call, creds: Credentials) -> Principal:
+async def _principal(enroller: EnrollPort, call: Call, creds: Credentials) -> Principal:
     """EST authentication (``est.auth``); besides, a certificate the gateway issued under
     this profile, presented as the TLS client certificate, may revoke itself and do
     nothing else (enrollment with a certificate needs one from the profile's anchors)."""
@@ -163,7 +163,7 @@ def _request_keys(der: bytes) -> list[Any]:
         return []
 
 
-async def _process(enroller: Enroller, call: Call, principal: Principal,
+async def _process(enroller: EnrollPort, call: Call, principal: Principal,
                    pki_data: cmc.PKIData, answer: _Answer) -> None:
     controls = list(pki_data["control_sequence"])
     for control in controls:
@@ -195,7 +195,7 @@ async def _process(enroller: Enroller, call: Call, principal: Principal,
         await _enroll(enroller, call, principal, request, answer)
 
 
-async def _revoke(enroller: Enroller, call: Call, principal: Principal,
+async def _revoke(enroller: EnrollPort, call: Call, principal: Principal,
                   control: cmc.TaggedAttribute, answer: _Answer) -> None:
     part = control["body_part_id"].native
     try:
@@ -228,7 +228,7 @@ def _reason_code(value: cmc.CRLReason) -> int:
     return int.from_bytes(value.contents, "big", signed=True)
 
 
-async def _enroll(enroller: Enroller, call: Call, principal: Principal,
+async def _enroll(enroller: EnrollPort, call: Call, principal: Principal,
                   request: cmc.TaggedRequest, answer: _Answer) -> None:
     if request.name != "tcr":
         answer.status(cmc.CMCStatus.FAILED, [], f"{request.name} requests are not supported; "

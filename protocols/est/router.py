@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -22,8 +23,11 @@ from gateway.errors import ErrorKind, GatewayError
 from gateway.runtime import Gateway
 from protocols.est import csrattrs
 from protocols.est.auth import Authenticator
-from protocols.est.enroll import Call, Enroller, Reply
+from protocols.est.call import Call, Reply
+from protocols.est.enroll import Enroller
 from protocols.est.errors import est_error
+from protocols.est.fullcmc import fullcmc
+from protocols.est.serverkeygen import serverkeygen
 from protocols.est.wire import CERTS_ONLY, CSRATTRS, UnsupportedMediaType, b64, certs_only_b64
 
 log = logging.getLogger("gatehouse.est")
@@ -53,8 +57,8 @@ class EstApp:
             ("GET", "csrattrs"): self._get_csrattrs,
             ("POST", "simpleenroll"): self._enroller.simpleenroll,
             ("POST", "simplereenroll"): self._enroller.simplereenroll,
-            ("POST", "serverkeygen"): self._enroller.serverkeygen,
-            ("POST", "fullcmc"): self._enroller.fullcmc,
+            ("POST", "serverkeygen"): partial(serverkeygen, self._enroller),
+            ("POST", "fullcmc"): partial(fullcmc, self._enroller),
         }
         self._operations = {op for _method, op in self._routes}
 

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from gateway.errors import ErrorKind, GatewayError
 from gateway.model import Operation, RequestState
 from protocols.cms import certs_only
-from protocols.est.enroll import Call, Enroller, Reply
+from protocols.est.call import Call, EnrollPort, Reply
 from protocols.est.envelope import OID_KEY_PACKAGE, envelope_for, envelope_for_kek, key_package
 from protocols.est.wire import CERTS_ONLY, PKCS8, SERVER_KEY, multipart
 
@@ -81,7 +81,7 @@ def requested_encryption(csr_der: bytes) -> tuple[str, bytes] | None:
     return None
 
 
-async def serverkeygen(enroller: Enroller, call: Call) -> Reply:
+async def serverkeygen(enroller: EnrollPort, call: Call) -> Reply:
     auth = enroller.auth
     creds = auth.credentials(call.scope, call.headers)
     principal = await auth.principal(call.profile, call.settings.auth, creds)
@@ -134,7 +134,7 @@ async def serverkeygen(enroller: Enroller, call: Call) -> Reply:
     return 200, [(b"content-type", content_type.encode())], body
 
 
-def _kek(enroller: Enroller, key_id: bytes) -> bytes:
+def _kek(enroller: EnrollPort, key_id: bytes) -> bytes:
     """The pre-shared key for a DecryptKeyIdentifier, from ``est.serverkeygen_keks``."""
     keks = {bytes.fromhex(k): env for k, env in
             enroller.gateway.config.est.serverkeygen_keks.items()}

@@ -16,7 +16,7 @@ from gateway.errors import ErrorKind, GatewayError
 from gateway.middleware import BodyLimitMiddleware, UnexpectedErrorMiddleware
 from gateway.runtime import Gateway
 from gateway.setup import initialize
-from protocols.est.enroll import load_csr
+from protocols.est.call import load_csr
 from protocols.est.router import mount
 from tests.support.pki import csr_der, make_csr
 from tests.support.server import run_cli
