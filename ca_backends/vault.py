@@ -25,7 +25,6 @@ Error mapping (each one a decision; see docs/backends.md):
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import ssl
 import time
@@ -57,6 +56,7 @@ from gateway.model import (
     IssuedCertificate,
     Pending,
     RevocationReason,
+    san_identifiers,
 )
 
 log = logging.getLogger("gatehouse.backends.vault")
@@ -315,29 +315,14 @@ def identifiers_of_csr(csr: x509.CertificateSigningRequest) -> list[Identifier]:
         ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except (x509.ExtensionNotFound, ValueError):
         return []
-    return _identifiers(ext.value)
-
-
-def _identifiers(names: x509.SubjectAlternativeName) -> list[Identifier]:
-    out: list[Identifier] = []
-    for name in names:
-        if isinstance(name, x509.DNSName):
-            out.append(Identifier(IdentifierType.DNS, name.value))
-        elif isinstance(name, x509.IPAddress) and isinstance(
-                name.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            out.append(Identifier(IdentifierType.IP, str(name.value)))
-        elif isinstance(name, x509.RFC822Name):
-            out.append(Identifier(IdentifierType.EMAIL, name.value))
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            out.append(Identifier(IdentifierType.URI, name.value))
-    return out
+    return san_identifiers(ext.value)
 
 
 def issued_certificate(leaf: x509.Certificate, chain: list[x509.Certificate], *, backend: str,
                        backend_ref: str | None) -> IssuedCertificate:
     """The gateway's view of a certificate a remote CA signed (facts read from the DER)."""
     try:
-        sans = tuple(_identifiers(leaf.extensions.get_extension_for_class(
+        sans = tuple(san_identifiers(leaf.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value))
     except x509.ExtensionNotFound:
         sans = ()

@@ -27,7 +27,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from gateway.errors import ErrorKind, GatewayError
-from gateway.model import Decision, EnrollmentRequest, Identifier, IdentifierType, IssuedCertificate
+from gateway.model import (
+    Decision,
+    EnrollmentRequest,
+    Identifier,
+    IdentifierType,
+    IssuedCertificate,
+    san_identifiers,
+)
 
 # Clock differences between the gateway and a CA, and CA back-dating (ADCS: 10 minutes).
 SKEW = dt.timedelta(minutes=15)
@@ -157,7 +164,7 @@ def names_mismatch(csr: x509.CertificateSigningRequest, decision: Decision, *,
                 f"but the policy decided {decision.subject.rfc4514_string()!r}")
     try:
         ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        asked = set(_identifiers(ext.value))
+        asked = set(san_identifiers(ext.value))
     except x509.ExtensionNotFound:
         asked = set()
     except ValueError:
@@ -296,7 +303,7 @@ def _san_violations(value: x509.SubjectAlternativeName, decision: Decision) -> l
     if any(isinstance(n, x509.IPAddress) and not _is_address(n) for n in value):
         kinds.add("IPAddress network")
     out = [f"subjectAltName of type {kind} not in the decision" for kind in sorted(kinds)]
-    issued = set(_identifiers(value))
+    issued = set(san_identifiers(value))
     decided = set(decision.sans)
     extra = issued - decided
     if extra:
@@ -391,20 +398,6 @@ def _cn_names(subject: x509.Name) -> list[Identifier]:
             out.append(Identifier(IdentifierType.IP, str(ipaddress.ip_address(cn))))
         except ValueError:
             out.append(Identifier(IdentifierType.DNS, cn))
-    return out
-
-
-def _identifiers(names: x509.SubjectAlternativeName) -> list[Identifier]:
-    out: list[Identifier] = []
-    for name in names:
-        if isinstance(name, x509.DNSName):
-            out.append(Identifier(IdentifierType.DNS, name.value))
-        elif isinstance(name, x509.IPAddress) and _is_address(name):
-            out.append(Identifier(IdentifierType.IP, str(name.value)))
-        elif isinstance(name, x509.RFC822Name):
-            out.append(Identifier(IdentifierType.EMAIL, name.value))
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            out.append(Identifier(IdentifierType.URI, name.value))
     return out
 
 

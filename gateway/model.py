@@ -145,6 +145,27 @@ class Identifier:
         return f"{self.type}:{self.value}"
 
 
+def san_identifiers(names: x509.SubjectAlternativeName) -> list[Identifier]:
+    """DNS, IP address, e-mail and URI names of a SAN extension (RFC 5280 §4.2.1.6) as
+    identifiers; other name types and IP networks (a name-constraints form) are skipped.
+
+    The one SAN reader of the core and the backends: whoever must refuse what it skips
+    (the policy, the post-issuance check) looks for those names itself.
+    """
+    out: list[Identifier] = []
+    for name in names:
+        if isinstance(name, x509.DNSName):
+            out.append(Identifier(IdentifierType.DNS, name.value))
+        elif isinstance(name, x509.IPAddress) and isinstance(
+                name.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            out.append(Identifier(IdentifierType.IP, str(name.value)))
+        elif isinstance(name, x509.RFC822Name):
+            out.append(Identifier(IdentifierType.EMAIL, name.value))
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            out.append(Identifier(IdentifierType.URI, name.value))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class EnrollmentRequest:
     """A protocol-neutral certificate request, built by an adapter."""

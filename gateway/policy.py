@@ -32,6 +32,7 @@ from gateway.model import (
     Outcome,
     PrincipalKind,
     Protocol,
+    san_identifiers,
 )
 from gateway.system_profiles import is_system_profile, is_system_request
 
@@ -209,22 +210,15 @@ def csr_identifiers(csr: x509.CertificateSigningRequest) -> list[Identifier]:
         return []
     except ValueError as exc:
         raise Denied(ErrorKind.BAD_CSR, f"the CSR's extensions cannot be parsed: {exc}") from exc
-    out: list[Identifier] = []
     for name in ext.value:
-        if isinstance(name, x509.DNSName):
-            out.append(Identifier(IdentifierType.DNS, name.value))
-        elif isinstance(name, x509.IPAddress):
+        if isinstance(name, x509.IPAddress):
             if not isinstance(name.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
                 raise Denied(ErrorKind.BAD_CSR, "an IP SAN must be an address, not a network")
-            out.append(Identifier(IdentifierType.IP, str(name.value)))
-        elif isinstance(name, x509.RFC822Name):
-            out.append(Identifier(IdentifierType.EMAIL, name.value))
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            out.append(Identifier(IdentifierType.URI, name.value))
-        else:
+        elif not isinstance(name, x509.DNSName | x509.RFC822Name
+                            | x509.UniformResourceIdentifier):
             raise Denied(ErrorKind.POLICY_DENIED,
                          f"subjectAltName of type {type(name).__name__} is not supported")
-    return out
+    return san_identifiers(ext.value)
 
 
 def key_description(csr: x509.CertificateSigningRequest) -> str:
@@ -462,7 +456,7 @@ class PolicyEngine:
                          "the subject must match the certificate being renewed (RFC 7030 §4.2.2)")
         try:
             ext = old.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-            previous = {str(i) for i in _names_to_identifiers(ext.value)}
+            previous = {str(i) for i in san_identifiers(ext.value)}
         except x509.ExtensionNotFound:
             previous = set()
         # A certificate issued before CN names joined the SANs: its CN counts as one.
@@ -507,20 +501,6 @@ class PolicyEngine:
         return frozenset(usages or {"digital_signature"})
 
 
-def _names_to_identifiers(names: x509.SubjectAlternativeName) -> list[Identifier]:
-    out = []
-    for name in names:
-        if isinstance(name, x509.DNSName):
-            out.append(Identifier(IdentifierType.DNS, name.value))
-        elif isinstance(name, x509.IPAddress):
-            out.append(Identifier(IdentifierType.IP, str(name.value)))
-        elif isinstance(name, x509.RFC822Name):
-            out.append(Identifier(IdentifierType.EMAIL, name.value))
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            out.append(Identifier(IdentifierType.URI, name.value))
-    return out
-
-
 # -- names a certificate-authenticated EST client may request --------------------------
 
 
@@ -529,7 +509,7 @@ def certificate_names(cert: x509.Certificate) -> list[str]:
     names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names += [i.value for i in _names_to_identifiers(ext.value)]
+        names += [i.value for i in san_identifiers(ext.value)]
     except (x509.ExtensionNotFound, ValueError):
         pass
     return sorted({name.lower() for name in names})
