@@ -155,28 +155,3 @@ class BackendContext:
     public_http_url: str  # base for CRL / OCSP / CA issuer URLs in issued certificates
     clock: Any
 
-
-@dataclass(frozen=True, slots=True)
-class BackendType:
-    config_model: type[BackendConfig]
-    factory: BackendFactory
-
-
-_REGISTRY: dict[str, BackendType] = {}
-
-
-def register(type_name: str, config_model: type[BackendConfig], factory: BackendFactory) -> None:
-    """Make a backend type available to configuration under ``type: <type_name>``."""
-    _REGISTRY[type_name] = BackendType(config_model, factory)
-
-
-def registered() -> dict[str, BackendType]:
-    _load_builtin()
-    return dict(_REGISTRY)
-
-
-def _load_builtin() -> None:
-    # Imported lazily: each module registers itself; nothing is built at import time.
-    import ca_backends.adcs
-    import ca_backends.internal
-    import ca_backends.vault  # noqa: F401

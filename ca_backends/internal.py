@@ -1,6 +1,6 @@
 """The internal CA backend: Gatehouse's own root and issuing CA, keys held by the gateway.
 
-Registers backend type ``internal``.  Besides the CaBackend interface it has the
+Backend type ``internal`` (ca_backends.registry).  Besides the CaBackend interface it has the
 RevocationSigner ability (the gateway keeps revocation state and has this backend sign
 CRLs, RFC 5280 §5, and OCSP answers, RFC 6960) and the Rollover ability (a successor
 issuing CA is published before it takes over).
@@ -28,7 +28,6 @@ from ca_backends.base import (
     IssuerInfo,
     RevokedEntry,
     Unsupported,
-    register,
 )
 from ca_backends.internal_ca import revocation
 from ca_backends.internal_ca.certs import LeafPublicKey, LeafUrls, SigningIssuer, build_leaf
@@ -348,7 +347,7 @@ class InternalCa:
 
 
 def build_internal_ca(name: str, config: InternalCaConfig, context: BackendContext) -> InternalCa:
-    """The registered factory: load ``<data_dir>/<directory>`` with the configured passphrase."""
+    """The factory (ca_backends.registry): load ``<data_dir>/<directory>`` with the configured passphrase."""
     data_dir = Path(context.data_dir)
     directory = resolve(data_dir, config.directory)
     if not (directory / "root.pem").exists():
@@ -393,5 +392,3 @@ def init_from_config(
     )
     return directory
 
-
-register("internal", InternalCaConfig, build_internal_ca)

@@ -1,6 +1,6 @@
 """The HashiCorp Vault / OpenBao PKI backend (same ``/v1/<mount>/`` API for both).
 
-Registers backend type ``vault``.  Issues through ``sign/<role>`` (the default: the decided
+Backend type ``vault`` (ca_backends.registry).  Issues through ``sign/<role>`` (the default: the decided
 CN, SANs and notAfter are passed as request fields and Vault copies no CSR extension; the
 role's ``key_usage``/``ext_key_usage`` flags shape the rest, and a role must not take names
 from the CSR: ``use_csr_common_name=false``, ``use_csr_sans=false``) or
@@ -44,8 +44,8 @@ from ca_backends.base import (
     BackendUnavailable,
     Health,
     Unsupported,
-    register,
 )
+from ca_backends.common import issued_certificate
 from ca_backends.vault_auth import CertAuth, VaultAuthConfig, VaultAuthError, VaultLogin
 from gateway.issuance_check import names_mismatch, requested_extension_problems
 from gateway.model import (
@@ -318,30 +318,6 @@ def identifiers_of_csr(csr: x509.CertificateSigningRequest) -> list[Identifier]:
     return san_identifiers(ext.value)
 
 
-def issued_certificate(leaf: x509.Certificate, chain: list[x509.Certificate], *, backend: str,
-                       backend_ref: str | None) -> IssuedCertificate:
-    """The gateway's view of a certificate a remote CA signed (facts read from the DER)."""
-    try:
-        sans = tuple(san_identifiers(leaf.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName).value))
-    except x509.ExtensionNotFound:
-        sans = ()
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
-        sans = ()  # unreadable: the pipeline's check_issued refuses it (docs/security.md, rule 4)
-    return IssuedCertificate(
-        serial=format(leaf.serial_number, "x"),
-        issuer=leaf.issuer.rfc4514_string(),
-        subject=leaf.subject.rfc4514_string(),
-        sans=sans,
-        not_before=leaf.not_valid_before_utc,
-        not_after=leaf.not_valid_after_utc,
-        der=leaf.public_bytes(Encoding.DER),
-        chain=tuple(c.public_bytes(Encoding.DER) for c in chain),
-        backend=backend,
-        backend_ref=backend_ref,
-    )
-
-
 def colon_hex(serial: str) -> str:
     """'1a2b3' → '01:a2:b3', the form Vault stores serials under."""
     digits = serial.lower().replace(":", "").lstrip("0") or "0"
@@ -377,6 +353,4 @@ def build_vault(name: str, config: VaultConfig, context: BackendContext) -> Vaul
     return VaultBackend(name, config, Path(context.data_dir))
 
 
-register("vault", VaultConfig, build_vault)
-
-__all__ = ["VaultBackend", "VaultConfig", "colon_hex", "issued_certificate"]
+__all__ = ["VaultBackend", "VaultConfig", "build_vault", "colon_hex"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ca_backends.base import BackendContext, CaBackend, Health, registered
+from ca_backends.base import BackendContext, CaBackend, Health
+from ca_backends.registry import registered
 from gateway.clock import Clock
 from gateway.config import GatehouseConfig
 from gateway.errors import ErrorKind, GatewayError

@@ -41,7 +41,7 @@ from ca_backends.adcs.pages import (
     read_pkcs7,
 )
 from ca_backends.base import BackendRejected, BackendUnavailable, Health, Unsupported
-from ca_backends.vault import issued_certificate
+from ca_backends.common import issued_certificate
 from gateway.issuance_check import (
     names_mismatch,
     requested_attribute_problems,

@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ca_backends.internal_ca.certs import LeafPublicKey
 from ca_backends.internal_ca.files import (
     PRIVATE_DIR_MODE,
     PRIVATE_FILE_MODE,
     PUBLIC_FILE_MODE,
     write_file,
 )
-from gateway.model import Identifier, IdentifierType
+from gateway.clock import Clock
+from gateway.model import Identifier, IdentifierType, IssuedCertificate
 
-if TYPE_CHECKING:
-    from ca_backends.internal import InternalCa
+
+class LeafSigner(Protocol):
+    """What this module needs of the internal CA (ca_backends.internal.InternalCa)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def sign_certificate(
+        self,
+        public_key: LeafPublicKey,
+        *,
+        subject: x509.Name,
+        sans: Iterable[Identifier],
+        not_before: dt.datetime,
+        not_after: dt.datetime,
+        key_usage: Iterable[str] = (),
+        extended_key_usage: Iterable[str] = (),
+    ) -> IssuedCertificate: ...
 
 TLS_VALIDITY = dt.timedelta(days=397)  # the CA/Browser Forum ceiling for TLS certificates
 _BACKDATE = dt.timedelta(minutes=1)
@@ -29,7 +47,7 @@ _MAX_CN = 64  # ub-common-name, RFC 5280 Appendix A
 
 
 def issue_tls_server_cert(
-    ca: InternalCa,
+    ca: LeafSigner,
     hostnames: Sequence[str],
     ips: Sequence[str],
     key_path: Path,

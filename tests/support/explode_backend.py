@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from cryptography.x509.oid import NameOID
 
-from ca_backends.base import BackendConfig, BackendContext, BackendUnavailable, register
+from ca_backends.base import BackendConfig, BackendContext, BackendUnavailable
 from ca_backends.internal import InternalCaConfig, build_internal_ca
+from ca_backends.registry import register
 
 
 class ExplodeConfig(BackendConfig):

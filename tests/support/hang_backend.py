@@ -11,8 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any, Literal
 
-from ca_backends.base import BackendConfig, BackendContext, register
+from ca_backends.base import BackendConfig, BackendContext
 from ca_backends.internal import InternalCaConfig, build_internal_ca
+from ca_backends.registry import register
 
 
 class HangOnceConfig(BackendConfig):

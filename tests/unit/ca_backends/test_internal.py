@@ -33,7 +33,6 @@ from ca_backends.base import (
     RevokedEntry,
     Rollover,
     Unsupported,
-    registered,
 )
 from ca_backends.internal import (
     CaSetupError,
@@ -47,6 +46,7 @@ from ca_backends.internal import (
     read_passphrase,
     rollover,
 )
+from ca_backends.registry import registered
 from gateway.clock import FixedClock
 from gateway.errors import ConfigError, ErrorKind, GatewayError
 from gateway.model import (
