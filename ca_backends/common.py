@@ -6,28 +6,10 @@ Neutral ground between the backends (Vault/OpenBao, the ADCS bridge): a backend 
 
 from __future__ import annotations
 
-import ipaddress
-
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.model import Identifier, IdentifierType, IssuedCertificate
-
-
-def san_identifiers(names: x509.SubjectAlternativeName) -> list[Identifier]:
-    """DNS, IP, e-mail and URI names of a SAN extension as identifiers (others skipped)."""
-    out: list[Identifier] = []
-    for name in names:
-        if isinstance(name, x509.DNSName):
-            out.append(Identifier(IdentifierType.DNS, name.value))
-        elif isinstance(name, x509.IPAddress) and isinstance(
-                name.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            out.append(Identifier(IdentifierType.IP, str(name.value)))
-        elif isinstance(name, x509.RFC822Name):
-            out.append(Identifier(IdentifierType.EMAIL, name.value))
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            out.append(Identifier(IdentifierType.URI, name.value))
-    return out
+from gateway.model import IssuedCertificate, san_identifiers
 
 
 def issued_certificate(leaf: x509.Certificate, chain: list[x509.Certificate], *, backend: str,
