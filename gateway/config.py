@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from ca_backends.base import BackendConfig, registered
+from ca_backends.base import BackendConfig
+from ca_backends.registry import registered
 from gateway.errors import ConfigError
 from gateway.model import PrincipalKind
 from gateway.protocol_settings.acme import AcmeProfileSettings, AcmeServerSettings
