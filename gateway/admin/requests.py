@@ -12,7 +12,7 @@ from gateway.admin.errors import AdminError, responses
 from gateway.admin.security import AsAuditor, AsOperator, AuditedRoute, actor_of, gateway_of
 from gateway.errors import ErrorKind
 from gateway.model import RequestState
-from gateway.request_records import view
+from gateway.request_records import RequestView, view
 from gateway.store import requests
 from gateway.store.requests import RequestFilter
 
@@ -43,17 +43,17 @@ async def list_requests(
     views = gateway_of(request).enrollment.list_requests(
         RequestFilter(state=state, profile=profile or None, protocol=protocol, limit=limit,
                       offset=offset))
-    items = [schemas.request_out(item) for item in views]
+    items = list(views)
     return schemas.RequestList(items=items, count=len(items))
 
 
-@router.get("/{request_id}", response_model=schemas.RequestOut, responses=responses(404))
-async def get_request(request: Request, _who: AsAuditor, request_id: RequestId) -> schemas.RequestOut:
+@router.get("/{request_id}", response_model=RequestView, responses=responses(404))
+async def get_request(request: Request, _who: AsAuditor, request_id: RequestId) -> RequestView:
     with gateway_of(request).db.session() as session:
         row = requests.get(session, _known_id(request_id))
         if row is None:
             raise AdminError.kind(ErrorKind.NOT_FOUND, "no such request")
-        return schemas.request_out(view(row))
+        return view(row)
 
 
 @router.post("/{request_id}/approve", response_model=schemas.EnrollmentOut,
@@ -64,10 +64,10 @@ async def approve_request(request: Request, who: AsOperator, request_id: Request
     return schemas.enrollment_out(result)
 
 
-@router.post("/{request_id}/deny", response_model=schemas.RequestOut,
+@router.post("/{request_id}/deny", response_model=RequestView,
              responses=responses(404, 409))
 async def deny_request(request: Request, who: AsOperator, request_id: RequestId, body: schemas.DenyIn
-                      ) -> schemas.RequestOut:
+                      ) -> RequestView:
     """Deny a request that is not final yet; the client sees the reason."""
     gateway = gateway_of(request)
     gateway.enrollment.deny(_known_id(request_id), by=actor_of(who), reason=body.reason)
@@ -75,4 +75,4 @@ async def deny_request(request: Request, who: AsOperator, request_id: RequestId,
         row = requests.get(session, _known_id(request_id))
         if row is None:
             raise AdminError.kind(ErrorKind.NOT_FOUND, "no such request")
-        return schemas.request_out(view(row))
+        return view(row)

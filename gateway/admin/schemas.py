@@ -124,32 +124,8 @@ def enrollment_out(result: EnrollmentResult) -> EnrollmentOut:
                          certificate=issued)
 
 
-class RequestOut(_Out):
-    id: str
-    protocol: str
-    operation: str
-    profile: str
-    principal: str
-    subject: str
-    state: str
-    reason: str
-    backend: str | None
-    certificate_serial: str | None
-    attempts: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-def request_out(item: RequestView) -> RequestOut:
-    return RequestOut(id=item.id, protocol=item.protocol, operation=item.operation,
-                      profile=item.profile, principal=item.principal, subject=item.subject,
-                      state=item.state.value, reason=item.reason, backend=item.backend,
-                      certificate_serial=item.certificate_serial, attempts=item.attempts,
-                      created_at=item.created_at, updated_at=item.updated_at)
-
-
 class RequestList(_Out):
-    items: list[RequestOut]
+    items: list[RequestView]  # the operators' view is the answer, field for field
     count: int
 
 
