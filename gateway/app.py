@@ -15,9 +15,9 @@ from gateway.revocation.routes import router as revocation_router
 from gateway.runtime import Gateway
 from gateway.transport import TransportPolicyMiddleware
 
-# Protocol front ends mounted when present; each exposes ``router`` (an APIRouter).
+# Front ends mounted when present, in this order; each exposes ``mount(app, gateway)``.
 PROTOCOL_MODULES = ("protocols.est.router", "protocols.scep.router", "protocols.acme.router",
-                    "gateway.admin.router")  # admin API, console, /metrics
+                    "gateway.admin.router", "gateway.console.routes", "gateway.metrics")
 
 
 log = logging.getLogger("gatehouse.http")

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from typing import Any
 
-from gateway.config import parse_duration
+from gateway.durations import parse_duration
 
 
 def cmd_eab_create(args: argparse.Namespace) -> int:

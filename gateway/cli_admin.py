@@ -8,7 +8,7 @@ import secrets
 import sys
 from typing import Any
 
-from gateway.config import parse_duration
+from gateway.durations import parse_duration
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.cli_support import CliError, _gateway, _out, _pem_chain, _read_csr, _run
-from gateway.config import data_dir_from, parse_duration
+from gateway.config import data_dir_from
+from gateway.durations import parse_duration
 
 
 def cmd_certs_issue(args: argparse.Namespace) -> int:

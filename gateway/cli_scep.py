@@ -7,7 +7,8 @@ import datetime as dt
 import sys
 from typing import Any
 
-from gateway.config import data_dir_from, parse_duration
+from gateway.config import data_dir_from
+from gateway.durations import parse_duration
 
 
 def cmd_challenge_create(args: argparse.Namespace) -> int:

@@ -27,32 +27,13 @@ from pydantic import (
 
 from ca_backends.base import BackendConfig
 from ca_backends.registry import registered
+from gateway.durations import Duration
 from gateway.errors import ConfigError
 from gateway.model import PrincipalKind
 from gateway.protocol_settings.acme import AcmeProfileSettings, AcmeServerSettings
 from gateway.protocol_settings.est import EstProfileSettings, EstServerSettings
 from gateway.protocol_settings.scep import ScepProfileSettings, ScepServerSettings
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: Any) -> dt.timedelta:
-    """'90d', '12h', '30m', '45s', '2w' or a number of seconds."""
-    if isinstance(value, dt.timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("a duration like '90d', '12h' or '3600s' is expected")
-    if isinstance(value, int | float):
-        return dt.timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    raise ValueError(f"{value!r} is not a duration like '90d', '12h' or '3600s'")
-
-
-Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+from gateway.x509_names import eku_oid, subject_attribute_oid
 
 
 class _Model(BaseModel):
@@ -166,8 +147,6 @@ class SubjectRules(_Model):
     @classmethod
     def _known_attributes(cls, entries: list[str | dict[str, NameRules]]
                           ) -> list[str | dict[str, NameRules]]:
-        from gateway.policy import subject_attribute_oid
-
         seen: set[str] = set()
         for entry in entries:
             if isinstance(entry, dict) and len(entry) != 1:
@@ -182,8 +161,6 @@ class SubjectRules(_Model):
 
     def attribute_rules(self) -> dict[str, NameRules | None]:
         """Dotted OID → value patterns (None: any value) for each allowed attribute."""
-        from gateway.policy import subject_attribute_oid
-
         out: dict[str, NameRules | None] = {}
         for entry in self.allowed_attributes:
             if isinstance(entry, str):
@@ -251,8 +228,6 @@ class ProfileConfig(_Model):
     @field_validator("extended_key_usage")
     @classmethod
     def _known_eku(cls, names: list[str]) -> list[str]:
-        from gateway.policy import eku_oid
-
         for name in names:
             eku_oid(name)
         return names

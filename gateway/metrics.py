@@ -21,11 +21,11 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -36,9 +36,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.model import RequestState
-
-if TYPE_CHECKING:
-    from gateway.runtime import Gateway
+from gateway.store.db import Database
+from gateway.store.requests import count_by_state
 
 log = logging.getLogger("gatehouse.metrics")
 
@@ -199,12 +198,37 @@ class _SharedState(Collector):
         yield up
 
 
+class _BackendHealth(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+
+class _Backends(Protocol):
+    def names(self) -> list[str]: ...
+
+    async def health(self) -> Mapping[str, _BackendHealth]: ...
+
+
+class MetricsSources(Protocol):
+    """What the scrape endpoint reads: the data directory (multiprocess files), the
+    database (queue depth) and the backends (health).  ``gateway.runtime.Gateway`` is one."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def backends(self) -> _Backends: ...
+
+
 class _HealthCache:
     def __init__(self) -> None:
         self.at = 0.0
         self.value: dict[str, bool] = {}
 
-    async def get(self, gateway: Gateway) -> dict[str, bool]:
+    async def get(self, gateway: MetricsSources) -> dict[str, bool]:
         if time.monotonic() - self.at > _HEALTH_TTL:
             try:
                 health = await asyncio.wait_for(gateway.backends.health(), timeout=5)
@@ -215,9 +239,7 @@ class _HealthCache:
         return self.value
 
 
-def mount(app: FastAPI, gateway: Gateway) -> None:
-    from gateway.admin import queries
-
+def mount(app: FastAPI, gateway: MetricsSources) -> None:
     path = configure(gateway.data_dir)
     instruments()
     health_cache = _HealthCache()
@@ -227,7 +249,7 @@ def mount(app: FastAPI, gateway: Gateway) -> None:
     async def metrics(_request: Request) -> Response:
         """Prometheus scrape endpoint (unauthenticated, like most exporters)."""
         with gateway.db.session() as session:
-            queue = queries.count_requests(session, _QUEUE_STATES)
+            queue = count_by_state(session, _QUEUE_STATES)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
         registry.register(_SharedState(queue, await health_cache.get(gateway)))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from gateway.config import NameRules, ProfileConfig
 from gateway.errors import ErrorKind
@@ -35,59 +35,12 @@ from gateway.model import (
     san_identifiers,
 )
 from gateway.system_profiles import is_system_profile, is_system_request
+from gateway.x509_names import attribute_label, eku_oid
 
-_EKU_NAMES = {
-    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
-    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string,
-    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING.dotted_string,
-    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string,
-    "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING.dotted_string,
-    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string,
-}
-_OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
-
-_SUBJECT_ATTRIBUTES = {
-    "CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "C": NameOID.COUNTRY_NAME,
-    "ST": NameOID.STATE_OR_PROVINCE_NAME, "L": NameOID.LOCALITY_NAME,
-    "emailAddress": NameOID.EMAIL_ADDRESS, "serialNumber": NameOID.SERIAL_NUMBER,
-    "DC": NameOID.DOMAIN_COMPONENT, "UID": NameOID.USER_ID,
-    "STREET": NameOID.STREET_ADDRESS, "postalCode": NameOID.POSTAL_CODE,
-    "title": NameOID.TITLE, "GN": NameOID.GIVEN_NAME, "surname": NameOID.SURNAME,
-}
-_ATTRIBUTE_BY_NAME = {name.lower(): oid for name, oid in _SUBJECT_ATTRIBUTES.items()}
-_ATTRIBUTE_LABEL = {oid.dotted_string: name for name, oid in _SUBJECT_ATTRIBUTES.items()}
 _DNS_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$", re.IGNORECASE)
 # A full stop, or a character IDNA (UTS #46) maps to one: what makes a CN look like a host.
 _HOST_SHAPED = re.compile("[.\u3002\uff0e\uff61]")
 _EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-
-
-def eku_oid(name: str) -> str:
-    """'serverAuth' (RFC 5280 §4.2.1.12 name) or a dotted OID → dotted OID."""
-    if name in _EKU_NAMES:
-        return _EKU_NAMES[name]
-    if _OID.match(name):
-        return name
-    raise ValueError(f"unknown extended key usage {name!r} (a name like serverAuth or an OID)")
-
-
-def subject_attribute_oid(name: str) -> x509.ObjectIdentifier:
-    """'CN', 'OU', ... (RFC 4514 names, case-insensitive) or a dotted OID → the OID."""
-    if name.lower() in _ATTRIBUTE_BY_NAME:
-        return _ATTRIBUTE_BY_NAME[name.lower()]
-    if _OID.match(name):
-        return x509.ObjectIdentifier(name)
-    raise ValueError(f"unknown subject attribute {name!r} (one of "
-                     f"{', '.join(_SUBJECT_ATTRIBUTES)}, or a dotted OID)")
-
-
-def _attribute_label(oid: x509.ObjectIdentifier) -> str:
-    return _label_of_dotted(oid.dotted_string)
-
-
-def _label_of_dotted(dotted: str) -> str:
-    return _ATTRIBUTE_LABEL.get(dotted, dotted)
 
 
 def subject_cn_identifier(cn: str) -> Identifier | None:
@@ -372,11 +325,11 @@ class PolicyEngine:
         common_names = []
         for rdn in csr.subject.rdns:
             for attr in rdn:
-                label = _attribute_label(attr.oid)
+                label = attribute_label(attr.oid.dotted_string)
                 if attr.oid.dotted_string not in rules:
                     raise Denied(ErrorKind.POLICY_DENIED,
                                  f"subject attribute {label} is not allowed by this profile "
-                                 f"(allowed: {', '.join(map(_label_of_dotted, rules)) or 'none'})")
+                                 f"(allowed: {', '.join(map(attribute_label, rules)) or 'none'})")
                 value = attr.value if isinstance(attr.value, str) else attr.value.hex()
                 value_rules = rules[attr.oid.dotted_string]
                 if value_rules is not None and not name_allowed(value_rules, value):

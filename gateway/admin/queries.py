@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.model import RequestState
 from gateway.store.certificates import CertificateStatus
-from gateway.store.tables import AuditEventRow, CertificateRow, CredentialRow, RequestRow
+from gateway.store.tables import AuditEventRow, CertificateRow, CredentialRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +82,6 @@ def issued_per_day(session: Session, *, since: dt.datetime) -> list[DailyCount]:
         counts[key] = counts.get(key, 0) + 1
     return [DailyCount(day, protocol, backend, count)
             for (day, protocol, backend), count in sorted(counts.items())]
-
-
-def count_requests(session: Session, states: tuple[RequestState, ...]) -> dict[str, int]:
-    rows = session.execute(
-        select(RequestRow.state, func.count()).where(RequestRow.state.in_([s.value for s in states]))
-        .group_by(RequestRow.state))
-    out = {state.value: 0 for state in states}
-    for state, count in rows:
-        out[str(state)] = int(count)
-    return out
 
 
 def expiring(session: Session, *, now: dt.datetime, within: dt.timedelta,

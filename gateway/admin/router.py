@@ -1,8 +1,8 @@
-"""Mount the operator surfaces: the admin API at ``/admin/api/``, the console at
-``/console``, and Prometheus metrics at ``/metrics``.
+"""Mount the admin API at ``/admin/api/``.
 
 ``gateway.app.create_app`` imports this module like a protocol front end and calls
-``mount(app, gateway)``.
+``mount(app, gateway)``; it mounts the console (``gateway.console.routes``) and
+``/metrics`` (``gateway.metrics``) beside it, so the admin API imports neither.
 """
 
 from __future__ import annotations
@@ -26,13 +26,8 @@ def api_router() -> APIRouter:
 
 
 def mount(app: FastAPI, gateway: Gateway) -> None:
-    from gateway import metrics
-    from gateway.console.routes import mount as mount_console
-
     app.include_router(api_router())
     docs.mount(app)  # served locally, not FastAPI's CDN-hosted Swagger UI
-    mount_console(app, gateway)
-    metrics.mount(app, gateway)
 
     @app.api_route(PREFIX + "/{rest:path}", include_in_schema=False,
                    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"])

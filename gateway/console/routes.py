@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from gateway.admin.queries import count_requests, expiring, issued_per_day
+from gateway.admin.queries import expiring, issued_per_day
 from gateway.admin.security import actor_of, identify, record_call
 from gateway.auth.tokens import Role, TokenIdentity
 from gateway.console import actions
@@ -36,7 +36,7 @@ from gateway.request_records import view
 from gateway.runtime import Gateway
 from gateway.store import certificates, requests
 from gateway.store.certificates import CertificateFilter, chain_of
-from gateway.store.requests import RequestFilter
+from gateway.store.requests import RequestFilter, count_by_state
 
 HERE = Path(__file__).parent
 MAX_FORM = 16384
@@ -166,7 +166,7 @@ def build_router(gateway: Gateway) -> APIRouter:
         with gateway.db.session() as session:
             daily = issued_per_day(session, since=(now - dt.timedelta(days=13)).replace(
                 hour=0, minute=0, second=0, microsecond=0))
-            queue = count_requests(session, (RequestState.HELD, RequestState.SUBMITTED,
+            queue = count_by_state(session, (RequestState.HELD, RequestState.SUBMITTED,
                                              RequestState.PENDING, RequestState.RECEIVED))
             soon = expiring(session, now=now, within=dt.timedelta(days=30))
         health = await gateway.backends.health()

@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.durations import parse_duration
+
 ChallengeType = Literal["http-01", "dns-01", "tls-alpn-01"]
 ALL_CHALLENGES: tuple[ChallengeType, ...] = ("http-01", "dns-01", "tls-alpn-01")
 
 
 def _seconds(value: Any) -> dt.timedelta:
-    from gateway.config import parse_duration  # late: gateway.config imports this module
-
     return parse_duration(value)
 
 

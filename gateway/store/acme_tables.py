@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.store.tables import Base, UtcDateTime
+from gateway.store.base import Base, UtcDateTime
 
 
 class AcmeNonceRow(Base):

@@ -15,7 +15,7 @@ import secrets
 from sqlalchemy import ForeignKey, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from gateway.store.tables import Base, UtcDateTime
+from gateway.store.base import Base, UtcDateTime
 
 # Refresh last_seen_at at most this often, so browsing is not one write per page.
 TOUCH_EVERY = dt.timedelta(seconds=60)

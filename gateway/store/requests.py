@@ -190,3 +190,14 @@ def search(session: Session, where: RequestFilter) -> list[RequestRow]:
     if where.protocol:
         query = query.where(RequestRow.protocol == where.protocol)
     return list(session.scalars(query.limit(where.limit).offset(where.offset)))
+
+
+def count_by_state(session: Session, states: tuple[RequestState, ...]) -> dict[str, int]:
+    """How many requests are in each of ``states`` (0 for a state with none)."""
+    rows = session.execute(
+        select(RequestRow.state, func.count()).where(RequestRow.state.in_([s.value for s in states]))
+        .group_by(RequestRow.state))
+    out = {state.value: 0 for state in states}
+    for state, count in rows:
+        out[str(state)] = int(count)
+    return out

@@ -1,7 +1,8 @@
 """SQLAlchemy 2 tables: the one schema every protocol and backend shares.
 
 Alembic migrations in ``migrations/`` create this schema; tests build their databases by
-running those migrations.  The naming convention keeps constraint names stable.
+running those migrations.  The rows of the core register into ``gateway.store.base.Base``
+like the ACME and console-session tables do; ``gateway.store.schema`` gathers them all.
 """
 
 from __future__ import annotations
@@ -12,54 +13,18 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """Timezone-aware UTC on every database (SQLite stores naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        return value.astimezone(dt.UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, dt.datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+from gateway.store.base import Base, UtcDateTime
 
 
 class RequestRow(Base):
@@ -198,9 +163,6 @@ class CrlRow(Base):
     next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     der: Mapped[bytes] = mapped_column(LargeBinary)
     stale: Mapped[bool] = mapped_column(default=False)  # a revocation happened since
-import gateway.store.acme_tables  # noqa: E402
-import gateway.store.console_sessions  # noqa: E402,F401
-
 # Core Table objects for hot-path statements (no ORM unit of work).
 requests_table: Table = RequestRow.__table__  # type: ignore[assignment]
 certificates_table: Table = CertificateRow.__table__  # type: ignore[assignment]

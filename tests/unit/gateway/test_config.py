@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import database_url, load_config, parse_duration
+from gateway.config import database_url, load_config
+from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 
 GOOD = """

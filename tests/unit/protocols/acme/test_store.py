@@ -71,8 +71,8 @@ def test_migration_0002_matches_the_acme_tables(database: Database) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from gateway.store.tables import Base
+    from gateway.store.schema import metadata
 
     with database.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(connection), metadata)
     assert [d for d in diff if "acme" in repr(d)] == []
