@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ca_backends.base import BackendRejected, BackendUnavailable, Unsupported
 from ca_backends.vault import VaultBackend, VaultConfig, colon_hex
-from ca_backends.vault_auth import VaultAuthError
+from ca_backends.vault.auth import VaultAuthError
 from gateway.config import ConfigError, load_config
 from gateway.errors import ErrorKind
 from gateway.model import IssuedCertificate, RevocationReason

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ca_backends.internal_ca.config import InternalCaConfig
+from ca_backends.internal.config import InternalCaConfig
 from gateway.errors import ConfigError
 
 PRIVATE_FILE_MODE = 0o600

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from ca_backends.base import BackendRejected, IssuerInfo
-from ca_backends.internal_ca.keys import CaPrivateKey, public_key_bits, signature_hash
+from ca_backends.internal.keys import CaPrivateKey, public_key_bits, signature_hash
 from gateway.model import Identifier, IdentifierType
 
 LeafPublicKey = (

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 
 from ca_backends.base import RevokedEntry
-from ca_backends.internal_ca.certs import SigningIssuer
-from ca_backends.internal_ca.keys import signature_hash
+from ca_backends.internal.certs import SigningIssuer
+from ca_backends.internal.keys import signature_hash
 from gateway.model import RevocationReason
 
 StatusOf = Callable[[str], tuple[str, RevokedEntry | None]]

@@ -46,7 +46,7 @@ from ca_backends.base import (
     Unsupported,
 )
 from ca_backends.common import issued_certificate
-from ca_backends.vault_auth import CertAuth, VaultAuthConfig, VaultAuthError, VaultLogin
+from ca_backends.vault.auth import CertAuth, VaultAuthConfig, VaultAuthError, VaultLogin
 from gateway.issuance_check import names_mismatch, requested_extension_problems
 from gateway.model import (
     Decision,

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from ca_backends.base import IssuerInfo
-from ca_backends.internal_ca.certs import SigningIssuer, build_issuing_ca, build_root, ca_name
-from ca_backends.internal_ca.files import (
+from ca_backends.internal.certs import SigningIssuer, build_issuing_ca, build_root, ca_name
+from ca_backends.internal.files import (
     PRIVATE_FILE_MODE,
     PUBLIC_FILE_MODE,
     CaLayout,
@@ -32,7 +32,7 @@ from ca_backends.internal_ca.files import (
     write_file,
     write_issuer_records,
 )
-from ca_backends.internal_ca.keys import (
+from ca_backends.internal.keys import (
     KDF_ITERATIONS,
     CaPrivateKey,
     KeyType,

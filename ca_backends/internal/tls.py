@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ca_backends.internal_ca.certs import LeafPublicKey
-from ca_backends.internal_ca.files import (
+from ca_backends.internal.certs import LeafPublicKey
+from ca_backends.internal.files import (
     PRIVATE_DIR_MODE,
     PRIVATE_FILE_MODE,
     PUBLIC_FILE_MODE,

@@ -5,9 +5,9 @@ RevocationSigner ability (the gateway keeps revocation state and has this backen
 CRLs, RFC 5280 §5, and OCSP answers, RFC 6960) and the Rollover ability (a successor
 issuing CA is published before it takes over).
 
-The building blocks live in ``ca_backends.internal_ca``; this module re-exports the
-public API: ``init_internal_ca``, ``init_from_config``, ``rollover``, ``ensure_passphrase``,
-``read_passphrase``, ``issue_tls_server_cert``.
+The building blocks are this package's sibling modules; this module gathers the public
+API (``init_internal_ca``, ``init_from_config``, ``rollover``, ``ensure_passphrase``,
+``read_passphrase``, ``issue_tls_server_cert``), which the package re-exports.
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ from ca_backends.base import (
     RevokedEntry,
     Unsupported,
 )
-from ca_backends.internal_ca import revocation
-from ca_backends.internal_ca.certs import LeafPublicKey, LeafUrls, SigningIssuer, build_leaf
-from ca_backends.internal_ca.config import InternalCaConfig
-from ca_backends.internal_ca.files import (
+from ca_backends.internal import revocation
+from ca_backends.internal.certs import LeafPublicKey, LeafUrls, SigningIssuer, build_leaf
+from ca_backends.internal.config import InternalCaConfig
+from ca_backends.internal.files import (
     CaSetupError,
     ensure_passphrase,
     read_passphrase,
     resolve,
 )
-from ca_backends.internal_ca.keys import KeyType
-from ca_backends.internal_ca.lifecycle import LoadedCa, init_internal_ca, load_ca, rollover
-from ca_backends.internal_ca.tls import issue_tls_server_cert
+from ca_backends.internal.keys import KeyType
+from ca_backends.internal.lifecycle import LoadedCa, init_internal_ca, load_ca, rollover
+from ca_backends.internal.tls import issue_tls_server_cert
 from gateway.clock import Clock
 from gateway.errors import ErrorKind, GatewayError
 from gateway.model import (
