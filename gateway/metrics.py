@@ -77,6 +77,10 @@ def configure(data_dir: Path) -> Path:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
     _state["dir"] = path
+    # Instruments made before this (e.g. by `gatehouse up` issuing its own TLS and RA
+    # certificates through the pipeline before the workers fork) hold in-memory values
+    # that no scrape sees: make them again, backed by this directory's files.
+    instruments.cache_clear()
     return path
 
 
