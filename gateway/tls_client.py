@@ -348,12 +348,12 @@ def client_cert_anchor_paths(config: Any, data_dir: Path) -> list[Path]:
     with).  Names only: which certificate authenticates on which profile is decided by
     the EST adapter (protocols.est.clientcert), per profile.
     """
-    from ca_backends.internal import InternalCaConfig
     from gateway.config import resolve_path
 
     values = list(config.est.client_cert_anchors)
     for profile in config.profiles.values():
         values += [p for p in profile.est.client_cert_anchors if p not in values]
     paths = [resolve_path(data_dir, p) for p in values]
+    # By type name: the HTTP edge reads configuration, it does not import a backend.
     return paths + [resolve_path(data_dir, entry.directory) / "root.pem"
-                    for entry in config.backends.values() if isinstance(entry, InternalCaConfig)]
+                    for entry in config.backends.values() if entry.type == "internal"]
