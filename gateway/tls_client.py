@@ -53,7 +53,9 @@ _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 # the listener offers what it offered when it used ``ssl``.
 _CIPHERS = (b"@SECLEVEL=2:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES:"
             b"!aNULL:!eNULL:!aDSS:!SHA1:!AESCCM")
-HANDSHAKE_TIMEOUT = 60.0  # seconds, asyncio's default ssl_handshake_timeout
+# A client that has not finished its handshake after this long is dropped (a stalled
+# handshake holds buffers and a socket; asyncio's default of 60 s invites slowloris).
+HANDSHAKE_TIMEOUT = 20.0  # seconds
 _READ_SIZE = 65536
 
 
@@ -86,7 +88,12 @@ def server_context(cert: Path, key: Path, anchors: list[Path]) -> SSL.Context:
         if anchor.exists():
             try:
                 context.load_verify_locations(str(anchor))
-            except SSL.Error:
+                # load_verify_locations does not fill the CertificateRequest's list of
+                # acceptable issuers: name each one, so a client holding several
+                # identities (RFC 5246 §7.4.4) picks one this gateway may accept.
+                for certificate in x509.load_pem_x509_certificates(anchor.read_bytes()):
+                    context.add_client_ca(crypto.X509.from_cryptography(certificate))
+            except (SSL.Error, ValueError, OSError):
                 raise ConfigError(f"{anchor}: not a PEM certificate file") from None
     context.set_verify(SSL.VERIFY_PEER, _accept_any)
     return context
@@ -228,7 +235,12 @@ class TlsHttpToolsProtocol(HttpToolsProtocol):
         conn, raw = self.tls_connection, self._raw
         if conn is None or raw is None or self.tls_closing:
             return
-        conn.bio_write(data)
+        try:
+            conn.bio_write(data)
+        except SSL.Error as exc:
+            log.debug("TLS input refused", extra={"error": str(exc)})
+            raw.abort()
+            return
         if not self._established and not self._handshake(conn, raw):
             return
         plaintext: list[bytes] = []

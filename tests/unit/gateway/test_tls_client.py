@@ -194,3 +194,26 @@ def test_an_untrusted_client_certificate_reaches_the_app_with_its_tls_extension(
     assert tls["tls_version"] == (0x0303 if tls_max == ssl.TLSVersion.TLSv1_2 else 0x0304)
     assert tls["tls_unique"] == unique
     assert (unique is not None) == (tls_max == ssl.TLSVersion.TLSv1_2)
+
+
+def test_the_certificate_request_names_every_anchor(tmp_path: Path) -> None:
+    """The handshake's list of acceptable client-certificate issuers carries each anchor,
+    so a device with several identities presents one the gateway may accept; an anchor
+    file that is not PEM stops start-up."""
+    from gateway.errors import ConfigError
+
+    server_pem, server_key, _ = _self_signed(tmp_path, "gateway.example.test")
+    one_pem, _, one = _self_signed(tmp_path, "idevid-ca-one.example.test")
+    two_pem, _, two = _self_signed(tmp_path, "idevid-ca-two.example.test")
+    from OpenSSL import SSL
+
+    def offered(anchors: list[Path]) -> list[bytes]:
+        connection = SSL.Connection(server_context(server_pem, server_key, anchors), None)
+        return [name.der() for name in connection.get_client_ca_list()]
+
+    assert offered([one_pem, two_pem]) == [one.subject.public_bytes(), two.subject.public_bytes()]
+    assert offered([]) == []
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(ConfigError):
+        server_context(server_pem, server_key, [bad])
