@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.auth.users import UserDirectory
 from gateway.backends import Backends
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatehouseConfig, config_path, database_url, load_config
@@ -43,6 +44,7 @@ class Gateway:
     requests: RequestLookup
     challenges: Challenges
     acme: AcmeState
+    users: UserDirectory  # EST HTTP Basic users (scrypt, with a short success cache)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -58,7 +60,8 @@ class Gateway:
         return cls(config, data_dir, clock, db, backends, policy, enrollment, revocation,
                    inventory=StoreInventory(db), ca=BackendCaCertificates(config, backends),
                    requests=StoreRequestLookup(db), challenges=StoreChallenges(db, clock),
-                   acme=AcmeState(db, data_dir))
+                   acme=AcmeState(db, data_dir),
+                   users=UserDirectory(db, cache_seconds=config.est.password_cache_seconds))
 
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> Gateway:

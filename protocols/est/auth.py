@@ -22,7 +22,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from gateway.auth.users import UserDirectory
 from gateway.errors import ErrorKind, GatewayError
 from gateway.model import Principal, PrincipalKind
 from gateway.policy import certificate_names
@@ -51,7 +50,7 @@ class Authenticator:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         settings = gateway.config.est
-        self._users = UserDirectory(gateway.db, cache_seconds=settings.password_cache_seconds)
+        self._users = gateway.users
         self._certs = ClientCertValidator(gateway)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._proxy_header = settings.client_cert_header.encode()
