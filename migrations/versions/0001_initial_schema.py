@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26 06:57:53.746160
 """
 from __future__ import annotations
@@ -10,8 +10,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -96,7 +94,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('protocol', 'transaction_id', name=op.f('uq_requests_protocol_transaction_id'))
     )
     with op.batch_alter_table('requests', schema=None) as batch_op:
-        batch_op.create_index('ix_requests_principal_id_created_at', ['principal_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_requests_principal_id_created_at', ['principal_id', 'created_at'],
+                              unique=False)
         batch_op.create_index(batch_op.f('ix_requests_profile'), ['profile'], unique=False)
         batch_op.create_index(batch_op.f('ix_requests_state'), ['state'], unique=False)
         batch_op.create_index('ix_requests_state_next_attempt_at', ['state', 'next_attempt_at'], unique=False)
@@ -126,7 +125,8 @@ def upgrade() -> None:
     sa.Column('replaces_serial', sa.String(length=64), nullable=True),
     sa.Column('replaced_by_serial', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['request_id'], ['requests.id'], name=op.f('fk_certificates_request_id_requests')),
+    sa.ForeignKeyConstraint(['request_id'], ['requests.id'],
+                            name=op.f('fk_certificates_request_id_requests')),
     sa.PrimaryKeyConstraint('serial', name=op.f('pk_certificates')),
     sa.UniqueConstraint('fingerprint_sha256', name=op.f('uq_certificates_fingerprint_sha256'))
     )
@@ -135,7 +135,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_certificates_common_name'), ['common_name'], unique=False)
         batch_op.create_index(batch_op.f('ix_certificates_not_after'), ['not_after'], unique=False)
         batch_op.create_index(batch_op.f('ix_certificates_profile'), ['profile'], unique=False)
-        batch_op.create_index(batch_op.f('ix_certificates_replaces_serial'), ['replaces_serial'], unique=False)
+        batch_op.create_index(batch_op.f('ix_certificates_replaces_serial'), ['replaces_serial'],
+                              unique=False)
         batch_op.create_index(batch_op.f('ix_certificates_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_certificates_subject'), ['subject'], unique=False)
 
@@ -147,7 +148,8 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=24), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['serial'], ['certificates.serial'], name=op.f('fk_revocations_serial_certificates')),
+    sa.ForeignKeyConstraint(['serial'], ['certificates.serial'],
+                            name=op.f('fk_revocations_serial_certificates')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_revocations'))
     )
     with op.batch_alter_table('revocations', schema=None) as batch_op:

@@ -127,7 +127,7 @@ async def dns01(network: Network, identifier: Identifier, key_auth: str) -> None
     except dns.exception.DNSException as exc:
         raise ValidationFailed(ProblemType.DNS, f"DNS lookup of {name} failed: {exc}") from None
     expected = dns01_value(key_auth)
-    values = {b"".join(r.strings).decode("ascii", "replace") for r in answer}  # type: ignore[attr-defined]
+    values = {b"".join(r.strings).decode("ascii", "replace") for r in answer}
     if expected not in values:
         raise ValidationFailed(ProblemType.INCORRECT_RESPONSE,
                                f"no TXT record at {name} holds the expected value")
@@ -224,7 +224,7 @@ async def check_caa(network: Network, identifier: Identifier, identities: list[s
         if name == dns.name.root or len(name.labels) <= 2:
             return  # no CAA anywhere: any CA may issue
         name = name.parent()
-    tags = [(r.tag.decode().lower(), r.value.decode()) for r in records]  # type: ignore[attr-defined]
+    tags = [(r.tag.decode().lower(), r.value.decode()) for r in records]
     relevant = [v for t, v in tags if t == "issuewild"] if wildcard else []
     if not relevant:
         relevant = [v for t, v in tags if t == "issue"]

@@ -156,7 +156,7 @@ def _check_key_id(cert: x509.Certificate, key_id: bytes) -> None:
     try:
         ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
-        ski = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest  # type: ignore[arg-type]
+        ski = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
     if key_id != ski:
         raise GatewayError(ErrorKind.BAD_CSR, "AsymmetricDecryptKeyIdentifier does not name "
                            "the TLS client certificate's key")
