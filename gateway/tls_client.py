@@ -92,7 +92,7 @@ def server_context(cert: Path, key: Path, anchors: list[Path]) -> SSL.Context:
                 # acceptable issuers: name each one, so a client holding several
                 # identities (RFC 5246 §7.4.4) picks one this gateway may accept.
                 for certificate in x509.load_pem_x509_certificates(anchor.read_bytes()):
-                    context.add_client_ca(crypto.X509.from_cryptography(certificate))
+                    context.add_client_ca(certificate)
             except (SSL.Error, ValueError, OSError):
                 raise ConfigError(f"{anchor}: not a PEM certificate file") from None
     context.set_verify(SSL.VERIFY_PEER, _accept_any)
